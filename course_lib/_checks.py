@@ -1,0 +1,54 @@
+"""Input checks shared by course_lib's public functions.
+
+Every message names what was expected and what came, so a learner can fix the call.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def shape_str(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def require_tensor(x, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def require_rank(x: torch.Tensor, name: str, min_rank: int, layout: str, max_rank: int | None = None) -> None:
+    """Raise ValueError unless ``min_rank <= x.dim() <= max_rank``; ``layout`` names the axes."""
+    require_tensor(x, name)
+    too_high = max_rank is not None and x.dim() > max_rank
+    if x.dim() < min_rank or too_high:
+        raise ValueError(f"{name} must have shape {layout}, got {shape_str(x.shape)} ({x.dim()} dims)")
+
+
+def require_floating(x: torch.Tensor, name: str) -> None:
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def require_nonempty(x: torch.Tensor, name: str, dim: int, what: str) -> None:
+    if x.shape[dim] == 0:
+        raise ValueError(f"{name} has an empty {what} axis: shape {shape_str(x.shape)}; "
+                         f"a sequence needs at least one item")
+
+
+def require_token_ids(ids, name: str, vocab_size: int, max_len: int | None = None) -> torch.Tensor:
+    """Check a (batch, time) tensor of token ids in [0, vocab_size)."""
+    require_tensor(ids, name)
+    if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise TypeError(f"{name} must hold integer token ids (dtype torch.long), got dtype {ids.dtype}")
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, time), got {shape_str(ids.shape)} ({ids.dim()} dims)")
+    require_nonempty(ids, name, 1, "time")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(f"{name} must lie in [0, {vocab_size}) for vocab_size={vocab_size}, "
+                         f"got values from {int(ids.min())} to {int(ids.max())}")
+    if max_len is not None and ids.shape[1] > max_len:
+        raise ValueError(f"{name} has {ids.shape[1]} positions but the model was built with "
+                         f"max_len={max_len}: shape {shape_str(ids.shape)}")
+    return ids.long()

@@ -1,0 +1,114 @@
+"""The transformer block: attention lets positions share information, an MLP then works on each position.
+
+Lesson 07. Pre-LayerNorm, as in GPT-2 and nanoGPT:
+    x = x + attention(ln1(x))
+    x = x + mlp(ln2(x))
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import require_rank
+from .attention import MultiHeadAttention
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: ``(batch, time, d_model)`` -> same shape, via ``d_ff`` hidden units."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff)
+        self.act = nn.GELU()
+        self.proj = nn.Linear(d_ff, d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(self.act(self.fc(x))))
+
+
+class TransformerBlock(nn.Module):
+    """One pre-LayerNorm block: ``(batch, time, d_model)`` -> ``(batch, time, d_model)``.
+
+    ``forward(x, mask=None, return_attention=False)``; mask as in ``MultiHeadAttention`` (True = may
+    attend). With ``return_attention=True`` it returns ``(x, weights (batch, heads, query, key))``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = MLP(d_model, d_ff or 4 * d_model, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
+        attended, weights = self.attn(self.ln1(x), mask, need_weights=return_attention)
+        x = x + self.drop(attended)
+        x = x + self.mlp(self.ln2(x))
+        return (x, weights) if return_attention else x
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "TransformerBlock":
+        """An equal block with the weights of ``nn.TransformerEncoderLayer(norm_first=True,
+        batch_first=True, activation="gelu")``."""
+        if not isinstance(layer, nn.TransformerEncoderLayer):
+            raise TypeError(f"from_torch expects a torch.nn.TransformerEncoderLayer, got {type(layer).__name__}")
+        problems = []
+        if not layer.norm_first:
+            problems.append("norm_first=True")
+        if not layer.self_attn.batch_first:
+            problems.append("batch_first=True")
+        if getattr(layer, "activation_relu_or_gelu", 0) != 2:
+            problems.append('activation="gelu"')
+        if problems:
+            raise ValueError("from_torch needs a layer built with " + ", ".join(problems))
+        d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features
+        block = cls(d_model, layer.self_attn.num_heads, d_ff=d_ff, dropout=layer.dropout.p)
+        block.attn = MultiHeadAttention.from_torch(layer.self_attn)
+        with torch.no_grad():
+            for ours, theirs in ((block.ln1, layer.norm1), (block.ln2, layer.norm2),
+                                 (block.mlp.fc, layer.linear1), (block.mlp.proj, layer.linear2)):
+                ours.weight.copy_(theirs.weight)
+                ours.bias.copy_(theirs.bias)
+            block.ln1.eps, block.ln2.eps = layer.norm1.eps, layer.norm2.eps
+        return block.to(layer.linear1.weight.device)
+
+
+class TransformerStack(nn.Module):
+    """``n_layers`` blocks and a final LayerNorm: ``(batch, time, d_model)`` -> same shape.
+
+    With ``return_attention=True`` also returns a list of per-layer weights ``(batch, heads, query, key)``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, n_layers: int, d_ff: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        if not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
+        require_rank(x, "x", 3, "(batch, time, d_model)", max_rank=3)
+        attention = []
+        for block in self.blocks:
+            if return_attention:
+                x, weights = block(x, mask, return_attention=True)
+                attention.append(weights)
+            else:
+                x = block(x, mask)
+        x = self.ln_f(x)
+        return (x, attention) if return_attention else x
+
+
+def init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation (as in nanoGPT): small normal weights, zero biases. Use ``model.apply(init_weights)``.
+
+    With PyTorch's default initialisation the small course models learn the same accuracy, but their
+    heads come out less specialised (lesson 09 looks at them).
+    """
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,62 @@
+"""A decoder-only (GPT-style) language model: predict each next token from the ones before it.
+
+Lesson 07-08. ids ``(batch, time)`` -> logits ``(batch, time, vocab)``; position t sees tokens 0..t only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import require_token_ids
+from .attention import causal_mask
+from .block import TransformerStack, init_weights
+from .positions import LearnedPositions, SinusoidalPositions
+
+
+class TransformerLM(nn.Module):
+    """Token embedding + positions -> ``n_layers`` causal blocks -> logits over the vocabulary.
+
+    ``forward(ids, return_attention=False)``: ids ``(batch, time)`` long, time <= max_len.
+    Returns logits ``(batch, time, vocab)``, or ``(logits, [per-layer (batch, heads, query, key)])``
+    with the same logits when ``return_attention=True``.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, max_len: int,
+                 d_ff: int | None = None, dropout: float = 0.0, positions: str = "learned"):
+        super().__init__()
+        if positions not in ("learned", "sinusoidal"):
+            raise ValueError(f'positions must be "learned" or "sinusoidal", got {positions!r}')
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.positions = (LearnedPositions if positions == "learned" else SinusoidalPositions)(max_len, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.stack = TransformerStack(d_model, n_heads, n_layers, d_ff, dropout)
+        self.head = nn.Linear(d_model, vocab_size)
+        self.apply(init_weights)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.stack.blocks
+
+    def forward(self, ids: torch.Tensor, return_attention: bool = False):
+        ids = require_token_ids(ids, "ids", self.vocab_size, self.max_len)
+        x = self.drop(self.positions(self.embed(ids)))  # (B, T, d_model)
+        mask = causal_mask(ids.shape[1], device=ids.device)  # (T, T)
+        if return_attention:
+            x, attention = self.stack(x, mask, return_attention=True)
+            return self.head(x), attention
+        return self.head(self.stack(x, mask))
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, new_tokens: int, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Extend ids ``(batch, time)`` by ``new_tokens``; temperature 0 picks the likeliest token."""
+        for _ in range(new_tokens):
+            logits = self(ids[:, -self.max_len:])[:, -1]  # (B, vocab)
+            if temperature <= 0:
+                next_id = logits.argmax(-1, keepdim=True)
+            else:
+                next_id = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
+            ids = torch.cat([ids, next_id], dim=1)
+        return ids

@@ -1,0 +1,139 @@
+"""Learning = changing the connections so that a loss goes down. Lessons 02 and 08.
+
+``fit`` is the one training loop of the course: it works for every course model, because you pass
+it how to make a batch and how to compute the loss on one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch so that a run repeats exactly on the same machine."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The fastest available device: cuda, then Apple's mps, then cpu. ``prefer`` forces one."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class TrainingHistory:
+    """What ``fit`` measured: the loss of every step, and the evaluations every ``eval_every`` steps."""
+
+    losses: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        last = f", last loss {self.losses[-1]:.3f}" if self.losses else ""
+        return f"TrainingHistory({len(self.losses)} steps{last})"
+
+
+def fit(model: nn.Module, make_batch: Callable[[int], tuple], loss_fn: Callable[[nn.Module, tuple], torch.Tensor],
+        steps: int, lr: float = 3e-3, weight_decay: float = 0.0, warmup: int = 0, clip: float | None = 1.0,
+        evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int = 100,
+        progress: bool = True, device: torch.device | str | None = None) -> TrainingHistory:
+    """Train ``model`` with AdamW for ``steps`` steps and return its ``TrainingHistory``.
+
+    make_batch(step) -> a tuple of tensors; loss_fn(model, batch) -> a scalar loss.
+    evaluate(model) -> a dict of numbers, run in eval mode without gradients every ``eval_every`` steps
+    and at the end. The learning rate warms up linearly for ``warmup`` steps, then decays to 10 %
+    along a cosine.
+    """
+    import math
+    import time
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress_fraction = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_fraction))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    history = TrainingHistory()
+    start = time.perf_counter()
+
+    def run_evaluation(step: int) -> None:
+        model.eval()
+        with torch.no_grad():
+            history.evals.append(dict(evaluate(model)))
+        history.eval_steps.append(step)
+        model.train()
+
+    model.train()
+    bar = tqdm(range(steps), disable=not progress, desc="training", leave=False)
+    for step in bar:
+        batch = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in make_batch(step))
+        loss = loss_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        scheduler.step()
+        history.losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
+        if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+            run_evaluation(step + 1)
+    if evaluate is not None:
+        run_evaluation(steps)
+    model.eval()
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def language_model_loss(model: nn.Module, batch: tuple, pad_id: int = 0) -> torch.Tensor:
+    """Next-token cross-entropy for ``batch = (ids (batch, time),)``; padding positions are ignored."""
+    ids = batch[0]
+    logits = model(ids[:, :-1])  # (B, T-1, vocab): position t predicts token t+1
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), ignore_index=pad_id)
+
+
+def classification_loss(model: nn.Module, batch: tuple) -> torch.Tensor:
+    """Cross-entropy for ``batch = (inputs, labels (batch,))``."""
+    inputs, labels = batch[0], batch[1]
+    return F.cross_entropy(model(inputs), labels)
+
+
+def random_batches(*tensors: torch.Tensor, batch_size: int, seed: int = 0) -> Callable[[int], tuple]:
+    """A ``make_batch`` for ``fit``: a seeded random sample of rows of the given tensors at each step."""
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors):
+        raise ValueError(f"all tensors need the same first dimension, got {[tuple(t.shape) for t in tensors]}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def make_batch(step: int) -> tuple:
+        rows = torch.randint(0, n, (batch_size,), generator=generator)
+        return tuple(t[rows] for t in tensors)
+
+    return make_batch
