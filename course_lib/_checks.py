@@ -9,7 +9,8 @@ import torch
 
 
 def shape_str(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    """``torch.Size([2, 3])`` -> ``"(2, 3)"``, like a Python tuple."""
+    return str(tuple(int(s) for s in shape))
 
 
 def require_tensor(x, name: str) -> torch.Tensor:

@@ -33,8 +33,8 @@ class ReferenceRun:
                 f"subject_head_weight={self.subject_head_weight:.2f}, subject_head={self.subject_head})")
 
 
-def train_reference_model(steps: int = 1500, batch_size: int = 64, seed: int = 0, n_train: int = 20000,
-                          n_test: int = 1000, lr: float = 3e-3, progress: bool = True) -> ReferenceRun:
+def train_reference_model(steps: int = 800, batch_size: int = 64, seed: int = 0, n_train: int = 20000,
+                          n_test: int = 1000, lr: float = 1e-2, progress: bool = True) -> ReferenceRun:
     """Train the reference ``TransformerLM`` (2 layers, 4 heads, d_model 64) on the agreement grammar.
 
     Test sentences are held out and each has at least one attractor between subject and verb.

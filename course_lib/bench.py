@@ -1,0 +1,175 @@
+"""``python -m course_lib bench``: is the course's readable code as fast as PyTorch's own modules, and
+does the reference result hold on this machine?
+
+Each ratio is course time / PyTorch time for forward + backward, measured side by side (alternating
+rounds, median of rounds) in one run. Targets: every ratio <= 1.25; the reference reaches >= 99 %
+agreement accuracy and a subject head >= 0.8 in <= 20 s.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiHeadAttention, causal_mask
+from .block import TransformerBlock
+from .grammar import agreement_vocabulary
+from .language_model import TransformerLM
+from .reference import REFERENCE_CONFIG, train_reference_model
+
+RATIO_TARGET = 1.25
+TARGETS = {"mha_ratio": RATIO_TARGET, "block_ratio": RATIO_TARGET, "train_step_ratio": RATIO_TARGET,
+           "reference.seconds": 20.0, "reference.agreement_accuracy": 0.99, "reference.subject_head_weight": 0.8}
+
+
+def compare(ours: Callable[[], None], theirs: Callable[[], None], rounds: int = 15, per_round: int = 5) -> dict:
+    """Median seconds per call of each, measured in alternating rounds so both see the same machine state."""
+    for fn in (ours, theirs, ours, theirs):  # warm-up
+        fn()
+    times = {"ours": [], "theirs": []}
+    for _ in range(rounds):
+        for name, fn in (("ours", ours), ("theirs", theirs)):
+            start = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            times[name].append((time.perf_counter() - start) / per_round)
+    ours_s, theirs_s = statistics.median(times["ours"]), statistics.median(times["theirs"])
+    return {"ours_ms": ours_s * 1e3, "theirs_ms": theirs_s * 1e3, "ratio": ours_s / theirs_s}
+
+
+def forward_backward(module: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        run(x).sum().backward()
+    return step
+
+
+def bench_mha(batch: int = 16, T: int = 128, d_model: int = 128, n_heads: int = 8) -> dict:
+    torch.manual_seed(0)
+    theirs = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+    ours = MultiHeadAttention.from_torch(theirs)
+    x = torch.randn(batch, T, d_model, requires_grad=True)
+    allowed = causal_mask(T)
+    return compare(forward_backward(ours, lambda x: ours(x, allowed, need_weights=False)[0], x),
+                   forward_backward(theirs, lambda x: theirs(x, x, x, attn_mask=~allowed, need_weights=False)[0], x))
+
+
+def bench_block(batch: int = 16, T: int = 128, d_model: int = 128, n_heads: int = 8) -> dict:
+    torch.manual_seed(0)
+    theirs = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, activation="gelu",
+                                        batch_first=True, norm_first=True)
+    ours = TransformerBlock.from_torch(theirs)
+    x = torch.randn(batch, T, d_model, requires_grad=True)
+    allowed = causal_mask(T)
+    return compare(forward_backward(ours, lambda x: ours(x, allowed), x),
+                   forward_backward(theirs, lambda x: theirs(x, src_mask=~allowed), x))
+
+
+class TorchEncoderLM(nn.Module):
+    """The same language model as ``TransformerLM``, built from PyTorch's ``nn.TransformerEncoderLayer``."""
+
+    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, max_len: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.positions = nn.Parameter(torch.zeros(max_len, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        T = ids.shape[1]
+        x = self.embed(ids) + self.positions[:T]
+        blocked = ~causal_mask(T, device=ids.device)
+        return self.head(self.ln_f(self.encoder(x, mask=blocked)))
+
+
+def bench_train_step(batch: int = 64, T: int = 16) -> dict:
+    torch.manual_seed(0)
+    vocab_size = len(agreement_vocabulary())
+    ids = torch.randint(3, vocab_size, (batch, T + 1))
+
+    def trainer(model: nn.Module) -> Callable[[], None]:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+        def step() -> None:
+            logits = model(ids[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, vocab_size), ids[:, 1:].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+
+    ours = TransformerLM(vocab_size, **REFERENCE_CONFIG)
+    theirs = TorchEncoderLM(vocab_size, **REFERENCE_CONFIG)
+    return compare(trainer(ours), trainer(theirs), rounds=15, per_round=10)
+
+
+def run_bench(threads: int = 2, reference: bool = True) -> dict:
+    """Every measurement, as one dict (the ``--json`` output)."""
+    torch.set_num_threads(threads)
+    results: dict = {"threads": threads, "torch": torch.__version__}
+    details = {"mha": bench_mha(), "block": bench_block(), "train_step": bench_train_step()}
+    for name, d in details.items():
+        results[f"{name}_ratio"] = round(d["ratio"], 3)
+    results["details_ms"] = {name: {k: round(v, 3) for k, v in d.items() if k.endswith("_ms")}
+                             for name, d in details.items()}
+    if reference:
+        start = time.perf_counter()
+        run = train_reference_model(progress=False)
+        results["reference"] = {"seconds": round(time.perf_counter() - start, 2),
+                                "agreement_accuracy": round(run.agreement_accuracy, 4),
+                                "subject_head_weight": round(run.subject_head_weight, 3),
+                                "subject_head": list(run.subject_head)}
+    return results
+
+
+def failures(results: dict) -> list[str]:
+    """The targets this run missed, as readable lines."""
+    missed = []
+    for key, target in TARGETS.items():
+        section, _, field = key.partition(".")
+        value = results.get(section, {}).get(field) if field else results.get(section)
+        if value is None:
+            continue
+        worse = value < target if field in ("agreement_accuracy", "subject_head_weight") else value > target
+        if worse:
+            missed.append(f"{key} = {value} (target {'>=' if field in ('agreement_accuracy', 'subject_head_weight') else '<='} {target})")
+    return missed
+
+
+def format_table(results: dict) -> str:
+    rows = [f"course_lib bench — torch {results['torch']}, {results['threads']} threads",
+            f"{'measurement':<14}{'course (ms)':>13}{'PyTorch (ms)':>14}{'ratio':>8}{'target':>9}"]
+    for name in ("mha", "block", "train_step"):
+        d = results["details_ms"][name]
+        rows.append(f"{name:<14}{d['ours_ms']:>13.2f}{d['theirs_ms']:>14.2f}{results[name + '_ratio']:>8.2f}"
+                    f"{'<= ' + str(RATIO_TARGET):>9}")
+    if "reference" in results:
+        r = results["reference"]
+        rows.append(f"reference: {r['seconds']:.1f} s (target <= 20), agreement accuracy "
+                    f"{r['agreement_accuracy']:.3f} (>= 0.99), subject head {tuple(r['subject_head'])} weight "
+                    f"{r['subject_head_weight']:.2f} (>= 0.8)")
+    missed = failures(results)
+    rows.append("all targets met" if not missed else "missed: " + "; ".join(missed))
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m course_lib bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2, the course's laptop)")
+    parser.add_argument("--no-reference", action="store_true", help="skip training the reference model")
+    args = parser.parse_args(argv)
+    results = run_bench(args.threads, reference=not args.no_reference)
+    print(json.dumps(results) if args.json else format_table(results))
+    return 0

@@ -1,0 +1,155 @@
+"""``python -m course_lib doctor``: is this machine ready for the course? One OK/FAIL line per item,
+each FAIL with how to fix it. Exits non-zero when anything fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+MIN_PYTHON = (3, 10)
+# Seconds per step of the timing probe on the machine the course's budgets were set on (2 cores).
+REFERENCE_SECONDS_PER_STEP = 0.012
+LESSON_BUDGET_SECONDS = 60
+
+
+@dataclass
+class DoctorCheck:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{'OK  ' if self.ok else 'FAIL'}  {self.name:<20} {self.detail}"
+        return text if self.ok else f"{text}\n      fix: {self.fix}"
+
+
+def requirements_file() -> Path | None:
+    """requirements.txt at the repository root (course_lib is installed in editable mode from there)."""
+    candidate = Path(__file__).resolve().parent.parent / "requirements.txt"
+    return candidate if candidate.exists() else None
+
+
+def pinned_requirements(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)", line)
+        if match:
+            pins[match.group(1)] = match.group(2)
+    return pins
+
+
+def check_python() -> DoctorCheck:
+    version = ".".join(map(str, sys.version_info[:3]))
+    ok = sys.version_info[:2] >= MIN_PYTHON
+    return DoctorCheck("python", ok, version,
+                       f"install Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer, then recreate the virtual environment")
+
+
+def check_packages() -> DoctorCheck:
+    path = requirements_file()
+    if path is None:
+        return DoctorCheck("packages", False, "requirements.txt not found next to course_lib",
+                           "install course_lib from the course repository: pip install -r requirements.txt")
+    wrong = []
+    pins = pinned_requirements(path)
+    for name, wanted in pins.items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            wrong.append(f"{name} missing (need {wanted})")
+            continue
+        if installed.split("+")[0] != wanted:  # torch reports "2.13.0+cpu"
+            wrong.append(f"{name} {installed} (need {wanted})")
+    if wrong:
+        return DoctorCheck("packages", False, "; ".join(wrong), "pip install -r requirements.txt")
+    return DoctorCheck("packages", True, f"{len(pins)} pinned packages match requirements.txt")
+
+
+def check_widgets_extension() -> DoctorCheck:
+    try:
+        from jupyter_core.paths import jupyter_path
+    except ImportError:
+        return DoctorCheck("widgets extension", False, "jupyter_core is not installed", "pip install -r requirements.txt")
+    for folder in jupyter_path("labextensions"):
+        manager = Path(folder) / "@jupyter-widgets" / "jupyterlab-manager" / "package.json"
+        if manager.exists():
+            return DoctorCheck("widgets extension", True, "ipywidgets' JupyterLab extension is installed")
+    return DoctorCheck("widgets extension", False, "ipywidgets' JupyterLab extension was not found: widgets would "
+                       "show as text", "pip install -r requirements.txt (it installs jupyterlab_widgets), then "
+                       "restart JupyterLab")
+
+
+def check_threads() -> DoctorCheck:
+    import torch
+
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
+    ok = threads >= min(2, cores)
+    return DoctorCheck("threads", ok, f"PyTorch uses {threads} thread(s) on {cores} core(s)",
+                       "unset OMP_NUM_THREADS (or set it to the number of cores) before starting JupyterLab")
+
+
+def check_offline_data() -> DoctorCheck:
+    from .images import sample_photo
+
+    try:
+        photo = sample_photo(32)
+    except Exception as error:  # noqa: BLE001 - any failure here means a broken matplotlib install
+        return DoctorCheck("offline data", False, f"the sample photo did not load ({error})",
+                           "pip install --force-reinstall -r requirements.txt")
+    return DoctorCheck("offline data", True, f"sample photo loads, shape {tuple(photo.shape)}; grammar is generated")
+
+
+def time_tiny_training(steps: int = 40) -> float:
+    """Seconds per training step of a small TransformerLM on the agreement grammar."""
+    import torch
+
+    from .grammar import AgreementGrammar, agreement_vocabulary, encode_sentences
+    from .language_model import TransformerLM
+    from .training import fit, language_model_loss, random_batches
+
+    torch.manual_seed(0)
+    vocab = agreement_vocabulary()
+    ids, _ = encode_sentences(AgreementGrammar(0).sentences(512), vocab)
+    model = TransformerLM(len(vocab), d_model=64, n_heads=4, n_layers=2, max_len=24)
+    make_batch = random_batches(ids, batch_size=64)
+    fit(model, make_batch, language_model_loss, steps=5, progress=False)  # warm-up: first steps are slow
+    start = time.perf_counter()
+    fit(model, make_batch, language_model_loss, steps=steps, progress=False)
+    return (time.perf_counter() - start) / steps
+
+
+def check_speed() -> DoctorCheck:
+    per_step = time_tiny_training()
+    factor = per_step / REFERENCE_SECONDS_PER_STEP
+    estimate = LESSON_BUDGET_SECONDS * factor
+    detail = (f"{per_step * 1000:.1f} ms per training step ({factor:.1f}x the course's reference machine): "
+              f"a lesson budgeted 60 s takes about {estimate:.0f} s here")
+    return DoctorCheck("speed", factor <= 3.0, detail,
+                       "close other programs; check the threads line; lessons will run, but slowly")
+
+
+def run_doctor(show: bool = True) -> list[DoctorCheck]:
+    """Run every check; print one line each when ``show``. Returns the checks."""
+    checks = []
+    for check in (check_python, check_packages, check_widgets_extension, check_threads, check_offline_data,
+                  check_speed):
+        result = check()
+        checks.append(result)
+        if show:
+            print(result.line(), flush=True)
+    if show:
+        failed = [c.name for c in checks if not c.ok]
+        print("\nall checks passed: you are ready for the course" if not failed
+              else f"\n{len(failed)} check(s) failed: {', '.join(failed)}")
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    return 0 if all(c.ok for c in run_doctor(show=True)) else 1

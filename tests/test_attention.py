@@ -1,0 +1,189 @@
+"""course_lib.attention equals PyTorch's own attention, and explains bad input."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib import MultiHeadAttention, causal_mask, merge_heads, padding_mask, scaled_dot_product_attention, split_heads
+
+ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def qkv(B=2, H=3, Tq=5, Tk=7, d=8, dv=6):
+    return torch.randn(B, H, Tq, d), torch.randn(B, H, Tk, d), torch.randn(B, H, Tk, dv)
+
+
+def reference_weights(q, k, mask=None):
+    """Weights via PyTorch: attention applied to the identity values returns the weight matrix."""
+    eye = torch.eye(k.shape[-2]).expand(*k.shape[:-2], -1, -1)
+    return F.scaled_dot_product_attention(q, k, eye, attn_mask=mask)
+
+
+def test_sdpa_matches_pytorch_without_mask():
+    q, k, v = qkv()
+    out, weights = scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=ATOL, rtol=0)
+    torch.testing.assert_close(weights, reference_weights(q, k), atol=ATOL, rtol=0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3, 5), atol=ATOL, rtol=0)
+
+
+def test_sdpa_matches_pytorch_with_causal_mask():
+    q, k, v = qkv(Tq=6, Tk=6)
+    mask = causal_mask(6)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=ATOL, rtol=0)
+    assert torch.all(weights[..., ~mask] == 0), "a query gave weight to a later key"
+
+
+def test_sdpa_matches_pytorch_with_padding_mask():
+    q, k, v = qkv(Tq=4, Tk=4)
+    mask = padding_mask([4, 2])  # (2, 1, 1, 4)
+    out, weights = scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=ATOL, rtol=0)
+    assert torch.all(weights[1, :, :, 2:] == 0), "padding keys received weight"
+
+
+def test_sdpa_unbatched_and_d_v_differs():
+    q, k, v = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5, 9)
+    out, weights = scaled_dot_product_attention(q, k, v)
+    assert out.shape == (3, 9) and weights.shape == (3, 5)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=ATOL, rtol=0)
+
+
+def test_causal_mask_shape_and_values():
+    mask = causal_mask(4)
+    assert mask.dtype == torch.bool and mask.shape == (4, 4)
+    assert mask.tolist() == [[True, False, False, False], [True, True, False, False],
+                             [True, True, True, False], [True, True, True, True]]
+
+
+def test_padding_mask_from_lengths():
+    mask = padding_mask([3, 1], max_len=4)
+    assert mask.shape == (2, 1, 1, 4)
+    assert mask[:, 0, 0].tolist() == [[True, True, True, False], [True, False, False, False]]
+
+
+def test_split_and_merge_heads_round_trip_and_feature_layout():
+    x = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2, 3, 8)
+    heads = split_heads(x, 4)
+    assert heads.shape == (2, 4, 3, 2)
+    torch.testing.assert_close(heads[:, 1], x[:, :, 2:4])  # head 1 holds features 2..3
+    torch.testing.assert_close(merge_heads(heads), x)
+
+
+@pytest.mark.parametrize("use_mask", ["none", "causal", "padding"])
+def test_mha_from_torch_matches_nn_multihead_attention(use_mask):
+    B, T, D, H = 2, 6, 16, 4
+    theirs = nn.MultiheadAttention(D, H, batch_first=True).eval()
+    ours = MultiHeadAttention.from_torch(theirs).eval()
+    x = torch.randn(B, T, D)
+    kwargs, mask = {}, None
+    if use_mask == "causal":
+        mask = causal_mask(T)
+        kwargs["attn_mask"] = ~mask  # PyTorch: True = blocked
+    elif use_mask == "padding":
+        mask = padding_mask([6, 3])
+        kwargs["key_padding_mask"] = ~mask[:, 0, 0]
+    expected, expected_weights = theirs(x, x, x, need_weights=True, average_attn_weights=False, **kwargs)
+    out, weights = ours(x, mask)
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=0)
+    assert weights.shape == (B, H, T, T)
+    torch.testing.assert_close(weights, expected_weights, atol=ATOL, rtol=0)
+    out_fast, none = ours(x, mask, need_weights=False)
+    assert none is None
+    assert torch.equal(out_fast, out), "asking for the weights changed the output"
+
+
+def test_mha_has_the_same_parameter_count_as_pytorch():
+    theirs = nn.MultiheadAttention(32, 4, batch_first=True)
+    ours = MultiHeadAttention(32, 4)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    assert all(isinstance(getattr(ours, n), nn.Linear) for n in ("q_proj", "k_proj", "v_proj", "out_proj"))
+
+
+def test_mha_gradients_flow_to_every_projection():
+    mha = MultiHeadAttention(8, 2)
+    out, _ = mha(torch.randn(1, 3, 8), causal_mask(3))
+    out.sum().backward()
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        assert getattr(mha, name).weight.grad.abs().sum() > 0, name
+
+
+# ---- bad input: each error names what was expected and what came ----
+
+def test_sdpa_rejects_mismatched_d():
+    with pytest.raises(ValueError, match=r"q is \(2, 5, 8\).*k is \(2, 5, 4\)"):
+        scaled_dot_product_attention(torch.randn(2, 5, 8), torch.randn(2, 5, 4), torch.randn(2, 5, 4))
+
+
+def test_sdpa_rejects_wrong_rank():
+    with pytest.raises(ValueError, match=r"q must have shape \(\.\.\., query, d\), got \(8,\)"):
+        scaled_dot_product_attention(torch.randn(8), torch.randn(3, 8), torch.randn(3, 8))
+
+
+def test_sdpa_rejects_key_value_count_mismatch():
+    with pytest.raises(ValueError, match=r"same number of keys.*k is \(4, 8\), v is \(5, 8\)"):
+        scaled_dot_product_attention(torch.randn(3, 8), torch.randn(4, 8), torch.randn(5, 8))
+
+
+def test_sdpa_rejects_empty_sequences():
+    with pytest.raises(ValueError, match=r"empty query axis: shape \(0, 8\)"):
+        scaled_dot_product_attention(torch.randn(0, 8), torch.randn(3, 8), torch.randn(3, 8))
+    with pytest.raises(ValueError, match=r"empty key axis"):
+        scaled_dot_product_attention(torch.randn(2, 8), torch.randn(0, 8), torch.randn(0, 8))
+
+
+def test_sdpa_rejects_mask_of_wrong_shape():
+    with pytest.raises(ValueError, match=r"broadcastable to \(\.\.\., query, key\) = \(3, 4\), got \(4, 3\)"):
+        scaled_dot_product_attention(torch.randn(3, 8), torch.randn(4, 8), torch.randn(4, 8),
+                                     torch.ones(4, 3, dtype=torch.bool))
+
+
+def test_sdpa_rejects_mask_of_wrong_dtype():
+    with pytest.raises(TypeError, match=r"bool tensor.*got dtype torch.float32"):
+        scaled_dot_product_attention(torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, 8), torch.ones(3, 3))
+
+
+def test_sdpa_rejects_a_mask_that_blocks_a_whole_row():
+    mask = torch.ones(3, 3, dtype=torch.bool)
+    mask[1] = False
+    with pytest.raises(ValueError, match="blocks every key"):
+        scaled_dot_product_attention(torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, 8), mask)
+
+
+def test_sdpa_rejects_integer_inputs():
+    with pytest.raises(TypeError, match="floating-point.*torch.int64"):
+        scaled_dot_product_attention(torch.ones(3, 8, dtype=torch.long), torch.randn(3, 8), torch.randn(3, 8))
+
+
+def test_mha_rejects_d_model_not_divisible_by_heads():
+    with pytest.raises(ValueError, match="d_model=10 must be divisible by n_heads=4"):
+        MultiHeadAttention(10, 4)
+
+
+def test_mha_rejects_wrong_input_shapes():
+    mha = MultiHeadAttention(8, 2)
+    with pytest.raises(ValueError, match=r"\(batch, time, d_model\), got \(3, 8\)"):
+        mha(torch.randn(3, 8))
+    with pytest.raises(ValueError, match=r"d_model=8\), got \(1, 3, 6\)"):
+        mha(torch.randn(1, 3, 6))
+    with pytest.raises(ValueError, match=r"empty time axis"):
+        mha(torch.randn(1, 0, 8))
+    with pytest.raises(ValueError, match=r"\(1, 2, 3, 3\), got \(4, 4\)"):
+        mha(torch.randn(1, 3, 8), causal_mask(4))
+
+
+def test_split_heads_rejects_indivisible_width():
+    with pytest.raises(ValueError, match=r"d_model=6 must be divisible by n_heads=4: x is \(1, 2, 6\)"):
+        split_heads(torch.randn(1, 2, 6), 4)
+
+
+def test_from_torch_rejects_other_modules():
+    with pytest.raises(TypeError, match="nn.MultiheadAttention, got Linear"):
+        MultiHeadAttention.from_torch(nn.Linear(4, 4))

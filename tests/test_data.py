@@ -1,0 +1,135 @@
+"""Inputs: the vocabulary, the agreement grammar and its annotations, images and patches."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import AgreementGrammar, Vocabulary, agreement_corpus, agreement_vocabulary, pad_batch, tokenize
+from course_lib.grammar import INTRANSITIVE, NOUNS, PLURAL, SINGULAR, TRANSITIVE, encode_sentences, verb_ids
+from course_lib.images import SHAPE_CLASSES, image_to_patches, make_shapes, patches_to_image, sample_photo
+
+SINGULAR_NOUNS = {s for s, _ in NOUNS}
+PLURAL_NOUNS = {p for _, p in NOUNS}
+VERB_NUMBER = {s: SINGULAR for s, _ in INTRANSITIVE + TRANSITIVE} | {p: PLURAL for _, p in INTRANSITIVE + TRANSITIVE}
+
+
+def noun_number(word):
+    return SINGULAR if word in SINGULAR_NOUNS else PLURAL if word in PLURAL_NOUNS else None
+
+
+# ---- vocabulary ----
+
+def test_tokenize_splits_words_and_punctuation():
+    assert tokenize("The dog runs.") == ["the", "dog", "runs", "."]
+    assert tokenize("<bos> the cats") == ["<bos>", "the", "cats"]
+
+
+def test_vocabulary_round_trip_and_unknown_words():
+    vocab = Vocabulary(["the", "dog", "runs"])
+    assert vocab.id_to_word[:3] == ["<pad>", "<bos>", "<unk>"]
+    ids = vocab.encode("the zebra runs", add_bos=True)
+    assert ids == [1, vocab.word_to_id["the"], vocab.unk_id, vocab.word_to_id["runs"]]
+    assert vocab.decode(ids) == ["<bos>", "the", "<unk>", "runs"]
+    with pytest.raises(ValueError, match=r"token id 99 is outside this vocabulary \[0, 6\)"):
+        vocab.decode([99])
+
+
+def test_pad_batch_pads_at_the_end():
+    ids, lengths = pad_batch([[5, 6, 7], [8]])
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and lengths.tolist() == [3, 1]
+    with pytest.raises(ValueError, match="empty sequence"):
+        pad_batch([[1], []])
+
+
+# ---- the agreement grammar ----
+
+def test_every_sentence_agrees_and_annotations_point_at_the_right_words():
+    sentences = AgreementGrammar(seed=3, max_modifiers=3).sentences(2000)
+    for s in sentences:
+        assert s.tokens[0] == "<bos>" and s.tokens[-1] == "."
+        subject, verb = s.tokens[s.subject], s.tokens[s.verb]
+        assert noun_number(subject) == s.number, s.text
+        assert VERB_NUMBER[verb] == s.number, s.text
+        assert VERB_NUMBER[s.wrong_verb] != s.number and s.wrong_verb != verb
+        assert s.distance == s.verb - s.subject > 0
+        between = range(s.subject + 1, s.verb)
+        other = [i for i in between if noun_number(s.tokens[i]) not in (None, s.number)]
+        assert list(s.attractors) == other, s.text
+        assert all(noun_number(s.tokens[i]) for i in s.nouns)
+
+
+def test_relative_clause_verbs_agree_with_their_own_noun():
+    for s in AgreementGrammar(seed=4).sentences(500):
+        for i, word in enumerate(s.tokens[:s.verb]):
+            if word == "that":
+                noun = next(j for j in range(i + 1, len(s.tokens)) if noun_number(s.tokens[j]))
+                assert VERB_NUMBER[s.tokens[noun + 1]] == noun_number(s.tokens[noun]), s.text
+
+
+def test_grammar_produces_attractors_and_long_distances():
+    sentences = AgreementGrammar(seed=0).sentences(1000)
+    assert sum(1 for s in sentences if s.attractors) > 250
+    assert max(s.distance for s in sentences) >= 8
+    assert any(" that " in s.text for s in sentences) and any(" near " in s.text for s in sentences)
+
+
+def test_same_seed_same_corpus_different_seed_different_corpus():
+    first = [s.text for s in AgreementGrammar(seed=7).sentences(200)]
+    assert first == [s.text for s in AgreementGrammar(seed=7).sentences(200)]
+    assert first != [s.text for s in AgreementGrammar(seed=8).sentences(200)]
+
+
+def test_corpus_test_set_is_held_out_and_hard():
+    train, test = agreement_corpus(3000, 300, seed=0)
+    assert not {s.text for s in train} & {s.text for s in test}
+    assert all(len(s.attractors) >= 1 for s in test)
+
+
+def test_encoding_sentences_and_verb_ids():
+    vocab = agreement_vocabulary()
+    sentences = AgreementGrammar(seed=1).sentences(5)
+    ids, lengths = encode_sentences(sentences, vocab)
+    assert ids.shape == (5, int(lengths.max())) and int(ids[0, 0]) == vocab.bos_id
+    right, wrong = verb_ids(sentences, vocab)
+    for row, s in enumerate(sentences):
+        assert int(ids[row, s.verb]) == int(right[row])
+        assert vocab.id_to_word[int(wrong[row])] == s.wrong_verb
+    assert vocab.unk_id not in ids.tolist()[0]
+
+
+def test_grammar_rejects_impossible_requests():
+    with pytest.raises(ValueError, match="max_modifiers"):
+        AgreementGrammar(max_modifiers=5)
+    with pytest.raises(ValueError, match="min_attractors=3 needs max_modifiers >= 3"):
+        AgreementGrammar(max_modifiers=2).sentence(min_attractors=3)
+
+
+# ---- images ----
+
+def test_image_to_patches_equals_unfold():
+    images = torch.rand(2, 3, 8, 12)
+    expected = F.unfold(images, 4, stride=4).transpose(1, 2)
+    assert torch.equal(image_to_patches(images, 4), expected)
+    assert torch.equal(patches_to_image(expected, 3, 8, 12), images)
+
+
+def test_image_to_patches_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(batch, channels, height, width\), got \(8, 8\)"):
+        image_to_patches(torch.rand(8, 8), 4)
+    with pytest.raises(ValueError, match=r"patch=3.*\(1, 1, 8, 8\)"):
+        image_to_patches(torch.rand(1, 1, 8, 8), 3)
+
+
+def test_sample_photo_is_a_real_offline_image():
+    photo = sample_photo(32)
+    assert photo.shape == (3, 32, 32) and 0 <= float(photo.min()) and float(photo.max()) <= 1
+    assert float(photo.std()) > 0.05, "a blank image"
+
+
+def test_make_shapes_is_seeded_and_classes_differ():
+    images, labels = make_shapes(200, size=16, seed=0)
+    again, labels_again = make_shapes(200, size=16, seed=0)
+    assert torch.equal(images, again) and torch.equal(labels, labels_again)
+    assert images.shape == (200, 1, 16, 16) and set(labels.tolist()) == set(range(len(SHAPE_CLASSES)))
+    means = torch.stack([images[labels == c].mean(0) for c in range(len(SHAPE_CLASSES))])
+    assert torch.cdist(means.flatten(1), means.flatten(1)).fill_diagonal_(99).min() > 0.5

@@ -1,0 +1,151 @@
+"""The course's models: equal to PyTorch's blocks, causal where they should be, clear on bad input."""
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import (GRULanguageModel, TransformerBlock, TransformerClassifier, TransformerLM, VisionTransformer,
+                        causal_mask, make_shapes)
+from course_lib.positions import LearnedPositions, SinusoidalPositions, sinusoidal_positions
+
+ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def torch_layer(d_model=16, n_heads=4, d_ff=32):
+    return nn.TransformerEncoderLayer(d_model, n_heads, d_ff, dropout=0.0, activation="gelu",
+                                      batch_first=True, norm_first=True).eval()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_from_torch_matches_transformer_encoder_layer(causal):
+    layer = torch_layer()
+    block = TransformerBlock.from_torch(layer).eval()
+    x = torch.randn(3, 5, 16)
+    mask = causal_mask(5) if causal else None
+    expected = layer(x, src_mask=None if mask is None else ~mask)
+    torch.testing.assert_close(block(x, mask), expected, atol=ATOL, rtol=0)
+
+
+def test_block_from_torch_matches_in_training_mode_too():
+    layer = torch_layer()
+    layer.train()
+    block = TransformerBlock.from_torch(layer).train()
+    x = torch.randn(2, 4, 16, requires_grad=True)
+    torch.testing.assert_close(block(x), layer(x), atol=ATOL, rtol=0)
+
+
+def test_block_from_torch_rejects_post_norm_or_relu():
+    with pytest.raises(ValueError, match="norm_first=True"):
+        TransformerBlock.from_torch(nn.TransformerEncoderLayer(16, 4, batch_first=True, activation="gelu"))
+    with pytest.raises(ValueError, match='activation="gelu"'):
+        TransformerBlock.from_torch(nn.TransformerEncoderLayer(16, 4, batch_first=True, norm_first=True))
+
+
+def test_block_returns_attention_when_asked_without_changing_output():
+    block = TransformerBlock(16, 4).eval()
+    x = torch.randn(2, 5, 16)
+    y, weights = block(x, causal_mask(5), return_attention=True)
+    assert weights.shape == (2, 4, 5, 5)
+    assert torch.equal(y, block(x, causal_mask(5)))
+
+
+def test_language_model_shapes_and_return_attention_leaves_logits_identical():
+    model = TransformerLM(vocab_size=20, d_model=16, n_heads=4, n_layers=2, max_len=8).eval()
+    ids = torch.randint(0, 20, (3, 7))
+    logits = model(ids)
+    logits_again, attention = model(ids, return_attention=True)
+    assert logits.shape == (3, 7, 20)
+    assert len(attention) == 2 and all(a.shape == (3, 4, 7, 7) for a in attention)
+    assert torch.equal(logits, logits_again)
+    torch.testing.assert_close(attention[0].sum(-1), torch.ones(3, 4, 7), atol=ATOL, rtol=0)
+
+
+def test_language_model_is_causal():
+    model = TransformerLM(vocab_size=20, d_model=16, n_heads=4, n_layers=2, max_len=8).eval()
+    ids = torch.randint(0, 20, (2, 8))
+    changed = ids.clone()
+    changed[:, 5] = (changed[:, 5] + 1) % 20
+    before, after = model(ids), model(changed)
+    torch.testing.assert_close(before[:, :5], after[:, :5], atol=0, rtol=0)
+    assert not torch.allclose(before[:, 5:], after[:, 5:]), "the changed token had no effect at all"
+
+
+def test_language_model_rejects_bad_ids():
+    model = TransformerLM(vocab_size=20, d_model=16, n_heads=4, n_layers=1, max_len=8)
+    with pytest.raises(ValueError, match=r"\[0, 20\).*got values from 0 to 25"):
+        model(torch.tensor([[0, 25]]))
+    with pytest.raises(ValueError, match=r"max_len=8.*\(1, 9\)"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(TypeError, match="dtype torch.long.*torch.float32"):
+        model(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match=r"\(batch, time\), got \(3,\)"):
+        model(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty time axis"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+
+
+def test_language_model_generate_extends_sequence():
+    model = TransformerLM(vocab_size=20, d_model=16, n_heads=4, n_layers=1, max_len=8).eval()
+    out = model.generate(torch.tensor([[1, 2]]), new_tokens=3)
+    assert out.shape == (1, 5) and out[0, :2].tolist() == [1, 2]
+
+
+def test_classifier_ignores_padding():
+    model = TransformerClassifier(vocab_size=20, n_classes=3, d_model=16, n_heads=4, n_layers=2, max_len=6).eval()
+    ids = torch.tensor([[5, 6, 7, 0, 0]])
+    padded_more = torch.tensor([[5, 6, 7, 0, 0, 0]])
+    torch.testing.assert_close(model(ids), model(padded_more), atol=ATOL, rtol=0)
+    assert model.encode(ids).shape == (1, 16)
+    logits, attention = model(ids, return_attention=True)
+    assert logits.shape == (1, 3) and attention[0].shape == (1, 4, 5, 5)
+    assert torch.all(attention[0][..., 3:] == 0), "a query attended to padding"
+
+
+def test_classifier_with_cls_pooling():
+    model = TransformerClassifier(20, 3, 16, 4, 1, max_len=6, pooling="cls").eval()
+    logits, attention = model(torch.tensor([[5, 6, 0]]), return_attention=True)
+    assert logits.shape == (1, 3) and attention[0].shape == (1, 4, 4, 4)
+
+
+def test_vision_transformer_shapes_and_errors():
+    images, labels = make_shapes(4, size=16)
+    model = VisionTransformer(image_size=16, patch=4, channels=1, n_classes=4, d_model=16, n_heads=4, n_layers=1)
+    logits, attention = model(images, return_attention=True)
+    assert logits.shape == (4, 4) and attention[0].shape == (4, 4, 17, 17)  # 16 patches + cls
+    with pytest.raises(ValueError, match=r"\(batch, 1, 16, 16\), got \(4, 3, 16, 16\)"):
+        model(torch.rand(4, 3, 16, 16))
+
+
+def test_gru_baseline_shapes_and_comparable_size():
+    gru = GRULanguageModel(vocab_size=30, d_model=32, n_layers=4)
+    lm = TransformerLM(vocab_size=30, d_model=32, n_heads=4, n_layers=2, max_len=16)
+    assert gru(torch.randint(0, 30, (2, 9))).shape == (2, 9, 30)
+    n_gru = sum(p.numel() for p in gru.parameters())
+    n_lm = sum(p.numel() for p in lm.parameters())
+    assert 0.7 < n_gru / n_lm < 1.3, (n_gru, n_lm)
+
+
+def test_sinusoidal_positions_follow_vaswani():
+    enc = sinusoidal_positions(6, 8)
+    t, i = 3, 1  # position 3, feature pair 1
+    angle = t / 10000 ** (2 * i / 8)
+    assert enc.shape == (6, 8)
+    assert enc[t, 2 * i].item() == pytest.approx(torch.sin(torch.tensor(angle)).item(), abs=1e-6)
+    assert enc[t, 2 * i + 1].item() == pytest.approx(torch.cos(torch.tensor(angle)).item(), abs=1e-6)
+    assert torch.all(enc[0, 0::2] == 0) and torch.all(enc[0, 1::2] == 1)
+
+
+def test_position_modules_add_one_vector_per_position():
+    x = torch.zeros(2, 5, 8)
+    torch.testing.assert_close(SinusoidalPositions(10, 8)(x)[0], sinusoidal_positions(5, 8))
+    learned = LearnedPositions(10, 8)
+    torch.testing.assert_close(learned(x)[1], learned.table.weight[:5])
+    with pytest.raises(ValueError, match=r"time <= 10.*got \(2, 11, 8\)"):
+        learned(torch.zeros(2, 11, 8))
+    with pytest.raises(ValueError, match="even d"):
+        sinusoidal_positions(4, 7)

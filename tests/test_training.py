@@ -1,0 +1,97 @@
+"""Training is deterministic and improves the loss; analysis finds and silences heads."""
+
+import pytest
+import torch
+
+from course_lib import TransformerLM, agreement_vocabulary, fit, seed_everything
+from course_lib.analysis import ablate_heads, ablation_effects, agreement_accuracy, capture_attention, head_scores
+from course_lib.grammar import AgreementGrammar, encode_sentences
+from course_lib.training import TrainingHistory, language_model_loss, pick_device, random_batches
+
+
+def small_training(seed: int, steps: int = 30):
+    seed_everything(seed)
+    vocab = agreement_vocabulary()
+    ids, _ = encode_sentences(AgreementGrammar(seed).sentences(256), vocab)
+    model = TransformerLM(len(vocab), d_model=32, n_heads=4, n_layers=2, max_len=24)
+    history = fit(model, random_batches(ids, batch_size=32, seed=seed), language_model_loss, steps=steps,
+                  lr=3e-3, progress=False)
+    return model, history
+
+
+def test_same_seed_gives_the_same_trained_weights():
+    first, _ = small_training(seed=0)
+    second, _ = small_training(seed=0)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), f"{name} differs between two runs with the same seed"
+    third, _ = small_training(seed=1)
+    assert not torch.equal(first.head.weight, third.head.weight)
+
+
+def test_training_lowers_the_loss_and_records_history():
+    _, history = small_training(seed=0, steps=60)
+    assert isinstance(history, TrainingHistory) and len(history.losses) == 60
+    assert sum(history.losses[-10:]) / 10 < 0.7 * sum(history.losses[:5]) / 5
+    assert "60 steps" in repr(history)
+
+
+def test_fit_runs_evaluation_on_schedule():
+    model = torch.nn.Linear(2, 1)
+    x, y = torch.randn(64, 2), torch.randn(64, 1)
+    history = fit(model, random_batches(x, y, batch_size=8), lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+                  steps=25, evaluate=lambda m: {"mse": float(((m(x) - y) ** 2).mean())}, eval_every=10,
+                  progress=False)
+    assert history.eval_steps == [10, 20, 25] and set(history.evals[0]) == {"mse"}
+
+
+def test_fit_and_batches_reject_bad_arguments():
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        fit(torch.nn.Linear(2, 1), lambda s: (), lambda m, b: None, steps=0)
+    with pytest.raises(ValueError, match="same first dimension"):
+        random_batches(torch.zeros(4, 2), torch.zeros(5), batch_size=2)
+
+
+def test_pick_device_prefers_what_is_available():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device().type in ("cuda", "mps", "cpu")
+
+
+def test_analysis_on_a_small_model():
+    model, _ = small_training(seed=0)
+    vocab = agreement_vocabulary()
+    sentences = AgreementGrammar(5).sentences(40, min_attractors=1)
+    ids, _ = encode_sentences(sentences, vocab)
+    attention = capture_attention(model, ids)
+    assert attention.shape == (40, 2, 4, ids.shape[1], ids.shape[1])
+    scores = head_scores(model, sentences, vocab)
+    assert scores["previous_token"].shape == (2, 4) and scores["verb_to_subject"].shape == (2, 4)
+    assert torch.all((0 <= scores["verb_to_subject"]) & (scores["verb_to_subject"] <= 1))
+    accuracy = agreement_accuracy(model, sentences, vocab)
+    assert 0 <= accuracy <= 1
+    assert ablation_effects(model, sentences, vocab).shape == (2, 4)
+
+
+def test_ablating_a_head_zeroes_exactly_its_features():
+    model, _ = small_training(seed=0, steps=2)
+    ids = torch.tensor([[1, 5, 6, 7]])
+    seen = {}
+
+    def record(module, inputs):
+        seen["x"] = inputs[0].clone()
+
+    out_proj = model.blocks[1].attn.out_proj
+    with ablate_heads(model, [(1, 2)]):
+        handle = out_proj.register_forward_pre_hook(record)  # runs after the silencing hook
+        model(ids)
+        handle.remove()
+    silenced = seen["x"]
+    handle = out_proj.register_forward_pre_hook(record)
+    model(ids)
+    handle.remove()
+    d_head = model.blocks[1].attn.d_head
+    assert torch.all(silenced[..., 2 * d_head:3 * d_head] == 0)
+    torch.testing.assert_close(silenced[..., :2 * d_head], seen["x"][..., :2 * d_head])
+    assert seen["x"][..., 2 * d_head:3 * d_head].abs().sum() > 0, "the hook outlived the with block"
+    with pytest.raises(ValueError, match=r"\(layer, head\)=\(2, 0\) is outside this model's 2 layers x 4 heads"):
+        with ablate_heads(model, [(2, 0)]):
+            pass
