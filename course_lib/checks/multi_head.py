@@ -1,0 +1,155 @@
+"""Checks for lesson 05, multi-head attention: splitting into heads, merging them back, the whole module."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
+from ._core import Fail, Inputs, call, check, compare, lazy, non_contiguous, seeded_module, summary
+from .self_attention import ATTENTION_MISTAKES, _unpack_pair, attention_variant
+
+
+@check("split_heads")
+def check_split_heads(candidate) -> str:
+    """``split_heads(x (batch, time, d_model), n_heads) -> (batch, heads, time, d_head)``;
+    head h holds features h*d_head ... (h+1)*d_head - 1."""
+    rng = Inputs(14)
+    cases = [
+        ("batch 2, T 3, d_model 8, 2 heads", rng.randn(2, 3, 8), 2),
+        ("T = 1, batch of 1, 3 heads", rng.randn(1, 1, 6), 3),
+        ("T equal to the number of heads", rng.randn(2, 2, 4), 2),
+        ("one feature per head", rng.randn(2, 3, 4), 4),
+        ("one head", rng.randn(2, 3, 4), 1),
+        ("non-contiguous x", non_contiguous(rng.randn(2, 5, 6)), 2),
+    ]
+    for label, x, n_heads in cases:
+        got = call(candidate, (x, n_heads), ("x", "n_heads"), label)
+        expected = split_heads(x, n_heads)
+        B, T, D = x.shape
+        d_head = D // n_heads
+        mistakes = [
+            ("heads split with view but no transpose: view(B, T, heads, d_head), then transpose(1, 2)",
+             lambda: x.reshape(B, n_heads, T, d_head)),
+            ("heads split with view but no transpose: transpose(1, 2) to get (batch, heads, time, d_head)",
+             lambda: x.reshape(B, T, n_heads, d_head)),
+            ("heads take interleaved features (h, h + heads, ...): head h must hold the block of features "
+             "h*d_head ... (h+1)*d_head - 1", lambda: x.reshape(B, T, d_head, n_heads).permute(0, 3, 1, 2)),
+            ("the last two axes are swapped: return (batch, heads, time, d_head)",
+             lambda: x.reshape(B, T, n_heads, d_head).permute(0, 2, 3, 1)),
+        ]
+        compare(got, expected, label, mistakes)
+    return summary(len(cases), ["T = 1", "batch of 1", "T = heads", "d_head 1", "one head",
+                                "non-contiguous x"])
+
+
+@check("merge_heads")
+def check_merge_heads(candidate) -> str:
+    """``merge_heads(x (batch, heads, time, d_head)) -> (batch, time, heads * d_head)``: undoes split_heads."""
+    rng = Inputs(15)
+    cases = [
+        ("batch 2, 2 heads, T 3, d_head 4", rng.randn(2, 2, 3, 4)),
+        ("T = 1, batch of 1, 3 heads", rng.randn(1, 3, 1, 2)),
+        ("one head", rng.randn(2, 1, 4, 3)),
+        ("T equal to the number of heads", rng.randn(2, 2, 2, 2)),
+        ("non-contiguous x (as after a transpose)", rng.randn(2, 3, 2, 4).transpose(1, 2)),
+    ]
+    for label, x in cases:
+        got = call(candidate, (x,), ("x",), label)
+        expected = merge_heads(x)
+        B, H, T, d_head = x.shape
+        mistakes = [
+            ("heads merged with reshape but no transpose: transpose(1, 2) first, so that time comes before heads",
+             lambda: x.reshape(B, T, H * d_head)),
+            ("features interleaved by head: use transpose(1, 2) (batch, time, heads, d_head), then reshape",
+             lambda: x.permute(0, 2, 3, 1).reshape(B, T, H * d_head)),
+        ]
+        compare(got, expected, label, mistakes)
+    return summary(len(cases), ["T = 1", "batch of 1", "one head", "T = heads", "non-contiguous x"],
+                   "undoes split_heads")
+
+
+def _mha_variant(ref: MultiHeadAttention, x, mask, split_mode="ok", merge_mode="ok", out_proj=True, same_projection=False,
+                 **attention_kw):
+    """What ``ref`` computes, or the same with one classic mistake: (output, weights)."""
+    B, T, D = x.shape
+    H, d_head = ref.n_heads, ref.d_head
+
+    def split(t):
+        return t.reshape(B, H, T, d_head) if split_mode == "no transpose" else split_heads(t, H)
+
+    k_layer, v_layer = (ref.q_proj, ref.q_proj) if same_projection else (ref.k_proj, ref.v_proj)
+    heads, weights = attention_variant(split(ref.q_proj(x)), split(k_layer(x)), split(v_layer(x)), mask,
+                                       **attention_kw)
+    merged = heads.reshape(B, T, D) if merge_mode == "no transpose" else merge_heads(heads)
+    return (ref.out_proj(merged) if out_proj else merged), weights
+
+
+def _mha_mistakes(ref: MultiHeadAttention):
+    found = [(diagnosis, kw) for diagnosis, kw in ATTENTION_MISTAKES]
+    found += [
+        ("scores divided by √d_model instead of √d_head: each head's queries have d_head features",
+         {"scale": math.sqrt(ref.d_model)}),
+        ("heads split with view but no transpose: view(B, T, heads, d_head), then transpose(1, 2)",
+         {"split_mode": "no transpose"}),
+        ("heads merged without transposing back: transpose(1, 2) before reshaping to (batch, time, d_model)",
+         {"merge_mode": "no transpose"}),
+        ("out_proj is not applied to the merged heads", {"out_proj": False}),
+        ("q_proj is used for the keys and values too: use k_proj and v_proj", {"same_projection": True}),
+    ]
+    return found
+
+
+@check("multi_head_attention")
+def check_multi_head_attention(candidate) -> str:
+    """``check_multi_head_attention(MultiHeadAttention)``: build the learner's class, give its q_proj, k_proj,
+    v_proj and out_proj the reference's weights, and compare ``forward(x, mask=None) -> (output, weights)``."""
+    if isinstance(candidate, nn.Module):
+        raise Fail("got an instance: pass the class itself, check_multi_head_attention(MultiHeadAttention)")
+    rng = Inputs(16)
+    configs = [(8, 2), (12, 3)]
+    n_cases = 0
+    for d_model, n_heads in configs:
+        built = f"MultiHeadAttention({d_model}, {n_heads})"
+        model = call(candidate, (d_model, n_heads), ("d_model", "n_heads"), built)
+        if not isinstance(model, nn.Module):
+            raise Fail(f"{built} is a {type(model).__name__}, not an nn.Module: subclass nn.Module")
+        ref = seeded_module(lambda: MultiHeadAttention(d_model, n_heads), seed=17).eval()
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            layer = getattr(model, name, None)
+            if not isinstance(layer, nn.Linear) or (layer.in_features, layer.out_features) != (d_model, d_model):
+                raise Fail(f"{built} needs self.{name} = nn.Linear(d_model, d_model); got "
+                           f"{type(layer).__name__ if layer is not None else 'no such attribute'}")
+            try:
+                layer.load_state_dict(getattr(ref, name).state_dict())
+            except Exception as error:
+                raise Fail(f"could not load weights into self.{name}: {str(error).splitlines()[0]}") from None
+        model.eval()
+        T = 4
+        keep_one = torch.zeros(T, T, dtype=torch.bool)
+        keep_one[torch.arange(T), torch.tensor([2, 0, 3, 1])] = True
+        cases = [
+            (f"{built}, batch 2, T 4", rng.randn(2, T, d_model), None),
+            (f"{built}, T = 1", rng.randn(2, 1, d_model), None),
+            (f"{built}, batch of 1 with a causal mask", rng.randn(1, 5, d_model), causal_mask(5)),
+            (f"{built}, a mask that blocks all but one key", rng.randn(2, T, d_model), keep_one),
+            (f"{built}, non-contiguous x", non_contiguous(rng.randn(2, 3, d_model)), None),
+        ]
+        for label, x, mask in cases:
+            with torch.no_grad():
+                got = call(model, (x,) if mask is None else (x, mask), ("x", "mask"), label)
+                expected_out, expected_weights = ref(x, mask)
+                out, weights = _unpack_pair(got, label, expected_out, expected_weights)
+                variants = [(diagnosis, lazy(_mha_variant, ref, x, mask, **kw)) for diagnosis, kw in _mha_mistakes(ref)
+                            if mask is not None or "mask_mode" not in kw]
+                weight_mistakes = [(d, lambda w=w: w()[1]) for d, w in variants]
+                weight_mistakes.append(("returns the weights averaged over the heads: return one (query, key) "
+                                        "matrix per head, (batch, heads, query, key)",
+                                        lambda: expected_weights.mean(1)))
+                compare(weights, expected_weights, label, weight_mistakes, what="the weights")
+                compare(out, expected_out, label, [(d, lambda w=w: w()[0]) for d, w in variants], what="the output")
+            n_cases += 1
+    return summary(n_cases, ["2 and 3 heads", "T = 1", "batch of 1", "causal mask", "all-but-one-key mask",
+                             "non-contiguous x"], "output and weights match course_lib's MultiHeadAttention")

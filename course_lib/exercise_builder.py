@@ -1,0 +1,370 @@
+"""One source per lesson: exercises/NN_<topic>.ipynb is built from solutions/NN_<topic>.ipynb.
+
+    python -m course_lib exercises build            write every exercise notebook (executed)
+    python -m course_lib exercises build --check    write nothing; exit 1 naming each notebook and cell
+                                                    that differs from what build would write
+
+In a solution notebook, the code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (nbgrader's
+markers) becomes one line, ``raise NotImplementedError("<hint>")``, indented like the markers; the hint
+is the text of a ``# HINT: ...`` comment inside the region. Cells tagged ``solution-only`` are left out.
+The exercise notebook is then executed top to bottom in exercises/, so its stored outputs are what a
+learner sees on a fresh run (checks saying "not implemented yet").
+
+A learner's work is never lost: each built notebook stores a fingerprint of its content in its metadata.
+If the notebook on disk no longer matches its fingerprint (someone edited it), build copies it to
+exercises/backups/ before writing, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import copy
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[ \t]*$")
+END = re.compile(r"^[ \t]*### END SOLUTION[ \t]*$")
+HINT = re.compile(r"^[ \t]*#[ \t]*HINT:[ \t]*(?P<text>.*?)[ \t]*$")
+DEFAULT_HINT = "Replace this line with your code."
+SOLUTION_ONLY_TAG = "solution-only"
+METADATA_KEY = "course_lib"
+NOTEBOOK = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+# Output data that nbval does not compare either: pictures and widget model ids.
+IGNORED_DATA = ("image/", "application/vnd.jupyter.widget-view+json")
+
+
+class BuildError(Exception):
+    """A solution notebook that cannot become an exercise; the message names the notebook and cell."""
+
+
+# --- turning a solution into an exercise ---------------------------------------------------------------------
+
+
+def strip_solutions(source: str, where: str = "cell") -> str:
+    """Replace each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region by ``raise NotImplementedError(hint)``."""
+    out: list[str] = []
+    region: list[str] | None = None
+    indent = ""
+    for number, line in enumerate(source.split("\n"), start=1):
+        begin, end = BEGIN.match(line), END.match(line)
+        if region is None:
+            if end:
+                raise BuildError(f"{where}, line {number}: ### END SOLUTION without ### BEGIN SOLUTION")
+            if begin:
+                region, indent = [], begin.group("indent")
+            else:
+                out.append(line)
+        elif begin:
+            raise BuildError(f"{where}, line {number}: ### BEGIN SOLUTION inside another solution region")
+        elif end:
+            hints = [m.group("text") for m in map(HINT.match, region) if m and m.group("text")]
+            hint = " ".join(hints) if hints else DEFAULT_HINT
+            out.append(f"{indent}raise NotImplementedError({json.dumps('Hint: ' + hint, ensure_ascii=False)})")
+            region = None
+        else:
+            region.append(line)
+    if region is not None:
+        raise BuildError(f"{where}: ### BEGIN SOLUTION is never closed by ### END SOLUTION")
+    return "\n".join(out)
+
+
+def solution_regions(source: str) -> list[list[str]]:
+    """The lines inside each marked region of a solution cell (the code learners must not see)."""
+    regions, region = [], None
+    for line in source.split("\n"):
+        if BEGIN.match(line):
+            region = []
+        elif END.match(line) and region is not None:
+            regions.append(region)
+            region = None
+        elif region is not None:
+            region.append(line)
+    return regions
+
+
+def exercise_from_solution(solution, source_name: str):
+    """The unexecuted exercise notebook for a solution notebook (an ``nbformat.NotebookNode``)."""
+    import nbformat
+
+    exercise = nbformat.v4.new_notebook()
+    exercise.metadata = {key: copy.deepcopy(solution.metadata[key])
+                         for key in ("kernelspec", "language_info") if key in solution.metadata}
+    exercise.metadata[METADATA_KEY] = {"generated_from": f"solutions/{source_name}"}
+    for index, cell in enumerate(solution.cells):
+        if SOLUTION_ONLY_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        new = copy.deepcopy(cell)
+        new.metadata = {key: value for key, value in cell.get("metadata", {}).items() if key == "tags"}
+        if cell.cell_type == "code":
+            new.source = strip_solutions(cell.source, f"solutions/{source_name}, cell {index + 1}")
+            new.outputs, new.execution_count = [], None
+        exercise.cells.append(new)
+    return exercise
+
+
+def execute(notebook, folder: Path, label: str, timeout: int = 300):
+    """Run every cell in a fresh python3 kernel started in ``folder``; raise BuildError on a cell's error."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=False,
+                            record_timing=False, resources={"metadata": {"path": str(folder)}})
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        failing = next((i for i, c in enumerate(notebook.cells)
+                        if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        where = f"cell {failing + 1}" if failing is not None else "a cell"
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise BuildError(f"{label}: {where} raised an error when executed: {detail}") from None
+    return notebook
+
+
+# --- comparing notebooks the way nbval does ---------------------------------------------------------------------
+
+
+def load_sanitizers(root: Path) -> list[tuple[re.Pattern, str]]:
+    """The regex/replace rules of ``nbval_sanitize.cfg`` (what nbval normalises before comparing)."""
+    path = root / "nbval_sanitize.cfg"
+    if not path.exists():
+        return []
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path, encoding="utf-8")
+    return [(re.compile(parser[s]["regex"]), parser[s].get("replace", "")) for s in parser.sections()
+            if "regex" in parser[s]]
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _sanitize(text: str, rules) -> str:
+    for pattern, replacement in rules:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def normalised_outputs(cell, rules) -> list:
+    """A cell's outputs as nbval compares them: streams merged, pictures and metadata dropped, sanitized."""
+    result: list = []
+    for output in cell.get("outputs", []):
+        kind = output.get("output_type")
+        if kind == "stream":
+            text = _sanitize(_text(output.get("text", "")), rules)
+            if result and result[-1][0] == "stream" and result[-1][1] == output.get("name"):
+                result[-1] = ("stream", output.get("name"), result[-1][2] + text)
+            else:
+                result.append(("stream", output.get("name"), text))
+        elif kind in ("execute_result", "display_data"):
+            data = {mime: _sanitize(_text(value) if not isinstance(value, dict) else json.dumps(value, sort_keys=True),
+                                    rules)
+                    for mime, value in output.get("data", {}).items() if not mime.startswith(IGNORED_DATA)}
+            result.append(("data", sorted(data.items())))
+        elif kind == "error":
+            result.append(("error", output.get("ename"), _sanitize(output.get("evalue", ""), rules)))
+    return [list(item) if not isinstance(item[1], list) else [item[0], [list(p) for p in item[1]]]
+            for item in result]
+
+
+def normalised_cells(notebook, rules) -> list[dict]:
+    return [{"cell_type": c.cell_type, "source": c.source,
+             "outputs": normalised_outputs(c, rules) if c.cell_type == "code" else []}
+            for c in notebook.cells]
+
+
+def fingerprint(notebook, rules) -> str:
+    """A hash of what a learner sees and nbval compares: cell types, sources, sanitized outputs."""
+    payload = json.dumps(normalised_cells(notebook, rules), sort_keys=True, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _excerpt(text: str, limit: int = 70) -> str:
+    text = text.replace("\n", "⏎")
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def differences(committed, built, rules, outputs: bool = True) -> list[str]:
+    """Where ``committed`` differs from ``built``, one line per differing cell (numbered from 1)."""
+    found = []
+    old, new = normalised_cells(committed, rules), normalised_cells(built, rules)
+    if len(old) != len(new):
+        found.append(f"has {len(old)} cells, build would write {len(new)}")
+    for number, (a, b) in enumerate(zip(old, new), start=1):
+        if a["cell_type"] != b["cell_type"]:
+            found.append(f"cell {number} is a {a['cell_type']} cell, build would write a {b['cell_type']} cell")
+        elif a["source"] != b["source"]:
+            a_lines, b_lines = a["source"].split("\n"), b["source"].split("\n")
+            line = next((i for i, (x, y) in enumerate(zip(a_lines, b_lines)) if x != y), min(len(a_lines), len(b_lines)))
+            got = a_lines[line] if line < len(a_lines) else ""
+            want = b_lines[line] if line < len(b_lines) else ""
+            found.append(f"cell {number}, line {line + 1}: source is {_excerpt(got)}, build would write {_excerpt(want)}")
+        elif outputs and a["outputs"] != b["outputs"]:
+            found.append(f"cell {number}: outputs are {_excerpt(json.dumps(a['outputs'], ensure_ascii=False))}, "
+                         f"build would write {_excerpt(json.dumps(b['outputs'], ensure_ascii=False))}")
+    return found
+
+
+# --- the command ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Paths:
+    root: Path
+
+    @property
+    def solutions(self) -> Path:
+        return self.root / "solutions"
+
+    @property
+    def exercises(self) -> Path:
+        return self.root / "exercises"
+
+    @property
+    def backups(self) -> Path:
+        return self.root / "exercises" / "backups"
+
+    def show(self, path: Path) -> str:
+        """A path relative to the repository, so messages never print machine paths."""
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return path.name
+
+
+def build_notebook(solution_path: Path, paths: Paths, rules, run: bool = True):
+    """The exercise notebook build would write for one solution notebook (executed unless ``run`` is False)."""
+    import nbformat
+
+    label = paths.show(solution_path)
+    try:
+        solution = nbformat.read(solution_path, as_version=4)
+    except Exception as error:
+        raise BuildError(f"{label}: cannot be read as a notebook: {error}") from None
+    exercise = exercise_from_solution(solution, solution_path.name)
+    if run:
+        paths.exercises.mkdir(parents=True, exist_ok=True)
+        execute(exercise, paths.exercises, f"exercises/{solution_path.name} (built from {label})")
+    exercise.metadata[METADATA_KEY]["fingerprint"] = fingerprint(exercise, rules)
+    return exercise
+
+
+def backup(existing: Path, paths: Paths) -> Path:
+    paths.backups.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = paths.backups / f"{existing.stem}.{stamp}.ipynb"
+    counter = 1
+    while target.exists():
+        target = paths.backups / f"{existing.stem}.{stamp}-{counter}.ipynb"
+        counter += 1
+    shutil.copy2(existing, target)
+    return target
+
+
+def is_edited(notebook, rules) -> bool:
+    """True when a notebook's content no longer matches the fingerprint build stored in it."""
+    stored = notebook.metadata.get(METADATA_KEY, {}).get("fingerprint")
+    return stored != fingerprint(notebook, rules)
+
+
+def _select(paths: Paths, names: list[str]) -> list[Path]:
+    solutions = sorted(p for p in paths.solutions.glob("*.ipynb") if NOTEBOOK.match(p.name))
+    if not names:
+        return solutions
+    chosen = [p for p in solutions if any(p.stem == n or p.stem.startswith(n) or p.name == n for n in names)]
+    unknown = [n for n in names if not any(p.stem == n or p.stem.startswith(n) or p.name == n for p in solutions)]
+    if unknown:
+        raise BuildError(f"no solution notebook matches {', '.join(unknown)} in solutions/")
+    return chosen
+
+
+def run_build(paths: Paths, names: list[str], rules) -> int:
+    import nbformat
+
+    for solution_path in _select(paths, names):
+        target = paths.exercises / solution_path.name
+        shown = paths.show(target)
+        built = build_notebook(solution_path, paths, rules)
+        if target.exists():
+            existing = nbformat.read(target, as_version=4)
+            if fingerprint(existing, rules) == built.metadata[METADATA_KEY]["fingerprint"]:
+                print(f"{shown}: up to date")
+                continue
+            if is_edited(existing, rules):
+                saved = backup(target, paths)
+                print(f"{shown}: your edits differ from the last build; saved a copy as {paths.show(saved)}")
+        nbformat.write(built, target)
+        print(f"{shown}: written")
+    return 0
+
+
+def run_check(paths: Paths, names: list[str], rules, outputs: bool = True) -> int:
+    import nbformat
+
+    problems = []
+    selected = _select(paths, names)
+    for solution_path in selected:
+        target = paths.exercises / solution_path.name
+        shown = paths.show(target)
+        if not target.exists():
+            problems.append(f"{shown}: missing; run `python -m course_lib exercises build`")
+            continue
+        built = build_notebook(solution_path, paths, rules, run=outputs)
+        committed = nbformat.read(target, as_version=4)
+        problems += [f"{shown}: {line}" for line in differences(committed, built, rules, outputs)]
+    if not names:
+        sources = {p.name for p in selected}
+        problems += [f"{paths.show(p)}: has no source solutions/{p.name}"
+                     for p in sorted(paths.exercises.glob("*.ipynb")) if NOTEBOOK.match(p.name) and p.name not in sources]
+    for line in problems:
+        print(line)
+    if problems:
+        print("exercises are out of date: run `python -m course_lib exercises build` and commit the result")
+        return 1
+    what = "sources and outputs" if outputs else "sources"
+    print(f"{len(selected)} exercise notebooks match their solutions ({what})")
+    return 0
+
+
+def _default_root() -> Path:
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "solutions").is_dir() else Path.cwd()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m course_lib exercises build [--check] [--sources-only] [--root DIR] [NAME ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m course_lib exercises",
+                                     description="Build exercises/ from solutions/, or check they agree.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="write exercises/NN_<topic>.ipynb from solutions/NN_<topic>.ipynb")
+    build.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 naming each notebook and cell that build would change")
+    build.add_argument("--sources-only", action="store_true",
+                       help="with --check: compare the cells' sources only, without executing (fast)")
+    build.add_argument("--root", type=Path, default=None, help="the repository (default: the course's)")
+    build.add_argument("names", nargs="*", help="lessons to build, e.g. 04 or 04_self_attention (default: all)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    if args.sources_only and not args.check:
+        print("--sources-only needs --check: a built exercise notebook is always executed", file=sys.stderr)
+        return 2
+    paths = Paths((args.root or _default_root()).resolve())
+    if not paths.solutions.is_dir():
+        print(f"no solutions/ folder in {paths.root.name or 'this folder'}: pass --root", file=sys.stderr)
+        return 2
+    rules = load_sanitizers(paths.root)
+    try:
+        if args.check:
+            return run_check(paths, args.names, rules, outputs=not args.sources_only)
+        return run_build(paths, args.names, rules)
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

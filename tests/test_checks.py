@@ -1,0 +1,786 @@
+"""Every check must reject the mistakes learners really make, naming the mistake where it can, and
+accept every valid way to write the answer (built-ins, einsum, loops, other formulations)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import course_lib
+from course_lib import checks
+from course_lib.checks import (
+    CheckResult, check_add_positions, check_attend, check_attention_weights, check_causal_mask,
+    check_cross_entropy, check_embed_tokens, check_image_to_patches, check_is_permutation_equivariant,
+    check_merge_heads, check_multi_head_attention, check_one_hot, check_position_similarity,
+    check_scaled_dot_product_attention, check_sgd_step, check_sinusoidal_positions, check_softmax,
+    check_split_heads, check_training_step,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Learner code, right and wrong. Each wrong entry: (id, implementation, words its diagnosis must contain).
+# ---------------------------------------------------------------------------------------------------------------
+
+# Lesson 01 ------------------------------------------------------------------------------------------------------
+
+def embed_loop(ids, table):
+    rows = [table[i] for i in ids.reshape(-1).tolist()]
+    return torch.stack(rows).reshape(*ids.shape, table.shape[1])
+
+
+EMBED_RIGHT = [
+    ("index", lambda ids, table: table[ids]),
+    ("F.embedding", lambda ids, table: F.embedding(ids, table)),
+    ("one-hot matmul", lambda ids, table: F.one_hot(ids, table.shape[0]).to(table.dtype) @ table),
+    ("index_select", lambda ids, table: table.index_select(0, ids.reshape(-1)).reshape(*ids.shape, -1)),
+    ("loop", embed_loop),
+]
+EMBED_WRONG = [
+    ("off by one", lambda ids, table: table[ids - 1], "off by one"),
+    ("fresh nn.Embedding", lambda ids, table: nn.Embedding(*table.shape)(ids), "new nn.Embedding"),
+    ("one-hot only", lambda ids, table: F.one_hot(ids, table.shape[0]).float(), "one-hot vectors"),
+    ("columns", lambda ids, table: table.T[ids], "IndexError"),
+    ("summed features", lambda ids, table: table[ids].sum(-1), "shape (2, 3)"),
+]
+
+ONE_HOT_RIGHT = [
+    ("F.one_hot", lambda ids, V: F.one_hot(ids, V).float()),
+    ("eye rows", lambda ids, V: torch.eye(V)[ids]),
+    ("comparison", lambda ids, V: (ids[..., None] == torch.arange(V)).float()),
+    ("scatter", lambda ids, V: torch.zeros(*ids.shape, V).scatter_(-1, ids[..., None], 1.0)),
+]
+ONE_HOT_WRONG = [
+    ("long dtype", lambda ids, V: F.one_hot(ids, V), "returns integers"),
+    ("vocab axis first", lambda ids, V: F.one_hot(ids, V).float().permute(2, 0, 1), "vocabulary axis comes first"),
+    ("vocab size from the data", lambda ids, V: F.one_hot(ids).float(), "shape"),
+]
+
+
+def patches_unfold(images, p):
+    B, C = images.shape[:2]
+    grid = images.unfold(2, p, p).unfold(3, p, p)  # (B, C, rows, cols, p, p)
+    return grid.permute(0, 2, 3, 1, 4, 5).reshape(B, -1, C * p * p)
+
+
+def patches_loop(images, p):
+    B, C, H, W = images.shape
+    out = [images[:, :, r:r + p, c:c + p].reshape(B, -1) for r in range(0, H, p) for c in range(0, W, p)]
+    return torch.stack(out, dim=1)
+
+
+PATCHES_RIGHT = [
+    ("F.unfold", lambda images, p: F.unfold(images, p, stride=p).transpose(1, 2)),
+    ("Tensor.unfold", patches_unfold),
+    ("loop", patches_loop),
+    ("course_lib", course_lib.image_to_patches),
+]
+PATCHES_WRONG = [
+    ("channel last", lambda im, p: im.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 4, 5, 1)
+     .reshape(im.shape[0], -1, im.shape[1] * p * p), "channel-last"),
+    ("column major", lambda im, p: im.unfold(2, p, p).unfold(3, p, p).permute(0, 3, 2, 1, 4, 5)
+     .reshape(im.shape[0], -1, im.shape[1] * p * p), "column by column"),
+    ("reshape only", lambda im, p: im.reshape(im.shape[0], -1, im.shape[1] * p * p), "without permuting"),
+    ("view after permute", lambda im, p: im.view(im.shape[0], im.shape[1], im.shape[2] // p, p, im.shape[3] // p, p)
+     .permute(0, 2, 4, 1, 3, 5).view(im.shape[0], -1, im.shape[1] * p * p), ".reshape"),
+    ("unfold not transposed", lambda im, p: F.unfold(im, p, stride=p), "swapped"),
+]
+
+# Lesson 02 ------------------------------------------------------------------------------------------------------
+
+
+def _rows(logits):
+    return torch.arange(logits.shape[0])
+
+
+CE_RIGHT = [
+    ("F.cross_entropy", lambda logits, t: F.cross_entropy(logits, t)),
+    ("nll of log_softmax", lambda logits, t: F.nll_loss(logits.log_softmax(-1), t)),
+    ("logsumexp", lambda logits, t: (logits.logsumexp(-1) - logits.gather(1, t[:, None]).squeeze(1)).mean()),
+    ("one-hot", lambda logits, t: -(F.one_hot(t, logits.shape[1]) * logits.log_softmax(-1)).sum(-1).mean()),
+    ("softmax then log", lambda logits, t: -logits.softmax(-1)[_rows(logits), t].log().mean()),
+]
+CE_WRONG = [
+    ("no minus", lambda logits, t: logits.log_softmax(-1)[_rows(logits), t].mean(), "minus sign"),
+    ("sum", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t].sum(), "summed"),
+    ("no mean", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t], "one loss per example"),
+    ("softmax over batch", lambda logits, t: -logits.log_softmax(0)[_rows(logits), t].mean(), "over the batch"),
+    ("no log", lambda logits, t: -logits.softmax(-1)[_rows(logits), t].mean(), "log is missing"),
+    ("log of logits", lambda logits, t: -logits.log()[_rows(logits), t].mean(), "raw logits"),
+    ("all rows at all targets", lambda logits, t: -logits.log_softmax(-1)[:, t].mean(), "every row at every target"),
+    (".item()", lambda logits, t: F.cross_entropy(logits, t).item(), "Python float"),
+    ("new tensor", lambda logits, t: torch.tensor(F.cross_entropy(logits, t).item()), "cut off from autograd"),
+]
+
+
+def sgd_reference(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+            p.grad = None
+
+
+def sgd_data(params, lr):
+    for p in params:
+        p.data -= lr * p.grad.data
+        p.grad.zero_()
+
+
+def sgd_torch_optimizer(params, lr):
+    optimizer = torch.optim.SGD(params, lr=lr)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def sgd_rebind(params, lr):
+    for p in params:
+        p = p - lr * p.grad  # noqa: PLW2901 — the mistake under test
+        p.grad = None
+
+
+def sgd_ascent(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p += lr * p.grad
+            p.grad = None
+
+
+def sgd_no_lr(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= p.grad
+            p.grad = None
+
+
+def sgd_keeps_grads(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+
+
+def sgd_no_no_grad(params, lr):
+    for p in params:
+        p -= lr * p.grad
+
+
+SGD_RIGHT = [("no_grad", sgd_reference), (".data", sgd_data), ("torch.optim.SGD", sgd_torch_optimizer)]
+SGD_WRONG = [
+    ("rebinding", sgd_rebind, "did not change"),
+    ("ascent", sgd_ascent, "gradient ascent"),
+    ("lr ignored", sgd_no_lr, "learning rate"),
+    ("grads kept", sgd_keeps_grads, "not reset"),
+    ("no torch.no_grad", sgd_no_no_grad, "torch.no_grad()"),
+]
+
+
+def step_right(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_model_zero_grad(model, loss_fn, optimizer, inputs, targets):
+    model.zero_grad(set_to_none=False)
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+
+def step_no_zero_grad(model, loss_fn, optimizer, inputs, targets):
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_no_step(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    return loss.item()
+
+
+def step_zero_grad_late(model, loss_fn, optimizer, inputs, targets):
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+
+
+def step_returns_tensor(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def step_loss_after(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    optimizer.step()
+    with torch.no_grad():
+        return loss_fn(model(inputs), targets).item()
+
+
+STEP_RIGHT = [("zero_grad first", step_right), ("model.zero_grad, float()", step_model_zero_grad)]
+STEP_WRONG = [
+    ("no zero_grad", step_no_zero_grad, "zero_grad() before"),
+    ("no step", step_no_step, "did not change"),
+    ("zero_grad between backward and step", step_zero_grad_late, "did not change"),
+    ("returns the tensor", step_returns_tensor, "returns a tensor"),
+    ("loss after the step", step_loss_after, "after the update"),
+]
+
+# Lesson 03 ------------------------------------------------------------------------------------------------------
+
+
+def softmax_stable(x):
+    e = (x - x.max(dim=-1, keepdim=True).values).exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+SOFTMAX_RIGHT = [
+    ("stable by hand", softmax_stable),
+    ("logsumexp", lambda x: torch.exp(x - x.logsumexp(-1, keepdim=True))),
+    ("F.softmax", lambda x: F.softmax(x, dim=-1)),
+]
+SOFTMAX_WRONG = [
+    ("no max subtraction", lambda x: x.exp() / x.exp().sum(-1, keepdim=True), "overflows"),
+    ("sum of everything", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(), "whole tensor"),
+    ("dim 0", lambda x: torch.softmax(x, dim=0), "first axis"),
+    ("no exp", lambda x: x / x.sum(-1, keepdim=True), "exp is missing"),
+    ("no division", lambda x: x.exp(), "without dividing"),
+]
+
+WEIGHTS_RIGHT = [
+    ("matmul", lambda q, k: torch.softmax(k @ q, dim=-1)),
+    ("einsum", lambda q, k: F.softmax(torch.einsum("d,td->t", q, k), dim=0)),
+    ("broadcast sum", lambda q, k: softmax_stable((k * q).sum(-1))),
+]
+WEIGHTS_WRONG = [
+    ("no softmax", lambda q, k: k @ q, "softmax is missing"),
+    ("scaled", lambda q, k: torch.softmax(k @ q / math.sqrt(q.shape[0]), dim=-1), "√d"),
+    ("keys.T", lambda q, k: torch.softmax(k.T @ q, dim=-1), "keys.T"),
+    ("divide by sum", lambda q, k: (k @ q) / (k @ q).sum(), "exp is missing"),
+]
+
+ATTEND_RIGHT = [
+    ("matmul", lambda q, k, v: torch.softmax(k @ q, -1) @ v),
+    ("weighted sum", lambda q, k, v: (torch.softmax(k @ q, -1)[:, None] * v).sum(0)),
+    ("einsum", lambda q, k, v: torch.einsum("t,te->e", torch.softmax(torch.einsum("d,td->t", q, k), 0), v)),
+    ("F.scaled_dot_product_attention, scale=1",
+     lambda q, k, v: F.scaled_dot_product_attention(q[None], k, v, scale=1.0)[0]),
+]
+ATTEND_WRONG = [
+    ("returns weights", lambda q, k, v: torch.softmax(k @ q, -1), "returns the weights"),
+    ("averages keys", lambda q, k, v: torch.softmax(k @ q, -1) @ k, "averaged the keys"),
+    ("plain mean", lambda q, k, v: v.mean(0), "plain average"),
+    ("no sum", lambda q, k, v: torch.softmax(k @ q, -1)[:, None] * v, "without summing"),
+    ("argmax", lambda q, k, v: v[(k @ q).argmax()], "best-scoring key"),
+    ("scaled", lambda q, k, v: torch.softmax(k @ q / math.sqrt(q.shape[0]), -1) @ v, "√d"),
+]
+
+# Lesson 04 ------------------------------------------------------------------------------------------------------
+
+
+def attention(q, k, v, mask=None, scale=None, softmax_dim=-1, mask_mode="before", swap=False):
+    """Learner-style attention with one switchable mistake."""
+    scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scale is None else scale)
+    if mask is not None and mask_mode == "before":
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None and mask_mode == "inverted":
+        scores = scores.masked_fill(mask, float("-inf"))
+    if mask is not None and mask_mode == "zero":
+        scores = scores.masked_fill(~mask, 0.0)
+    weights = torch.softmax(scores, dim=softmax_dim)
+    if mask is not None and mask_mode == "after":
+        weights = weights * mask
+    return (weights, weights @ v) if swap else (weights @ v, weights)
+
+
+def sdpa_einsum(q, k, v, mask=None):
+    scores = torch.einsum("...qd,...kd->...qk", q, k) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = torch.where(mask, scores, torch.tensor(float("-inf")))
+    weights = scores.softmax(-1)
+    return torch.einsum("...qk,...kd->...qd", weights, v), weights
+
+
+def sdpa_builtin(q, k, v, mask=None):
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = q @ k.mT / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(mask.logical_not(), -1e9)  # a large negative number works as well as -inf
+    return out, scores.softmax(-1)
+
+
+def sdpa_in_place_scale(q, k, v, mask=None):
+    q /= math.sqrt(q.shape[-1])
+    return attention(q, k, v, mask, scale=1.0)
+
+
+def sdpa_dot_T(q, k, v, mask=None):
+    weights = torch.softmax(q @ k.T / math.sqrt(q.shape[-1]), dim=-1)
+    return weights @ v, weights
+
+
+def sdpa_mask_multiplied(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores * mask
+    weights = scores.softmax(-1)
+    return weights @ v, weights
+
+
+SDPA_RIGHT = [("by hand", attention), ("einsum + torch.where", sdpa_einsum),
+              ("F.scaled_dot_product_attention", sdpa_builtin),
+              ("course_lib", course_lib.scaled_dot_product_attention)]
+SDPA_WRONG = [
+    ("softmax over queries", lambda q, k, v, mask=None: attention(q, k, v, mask, softmax_dim=-2),
+     "softmax over the queries instead of the keys"),
+    ("unscaled", lambda q, k, v, mask=None: attention(q, k, v, mask, scale=1.0), "scores not divided by √d"),
+    ("divided by d", lambda q, k, v, mask=None: attention(q, k, v, mask, scale=q.shape[-1]), "by d instead of √d"),
+    ("divided by √d_v", lambda q, k, v, mask=None: attention(q, k, v, mask, scale=math.sqrt(v.shape[-1])), "√d_v"),
+    ("mask after softmax", lambda q, k, v, mask=None: attention(q, k, v, mask, mask_mode="after"),
+     "mask applied after softmax"),
+    ("mask inverted", lambda q, k, v, mask=None: attention(q, k, v, mask, mask_mode="inverted"),
+     "mask convention inverted"),
+    ("mask filled with 0", lambda q, k, v, mask=None: attention(q, k, v, mask, mask_mode="zero"), "0 instead of -inf"),
+    ("mask ignored", lambda q, k, v, mask=None: attention(q, k, v), "mask is ignored"),
+    ("mask multiplied into the scores", sdpa_mask_multiplied, "0 instead of -inf"),
+    ("(weights, output)", lambda q, k, v, mask=None: attention(q, k, v, mask, swap=True), "(weights, output)"),
+    ("output only", lambda q, k, v, mask=None: attention(q, k, v, mask)[0], "return both"),
+    ("weights transposed", lambda q, k, v, mask=None: (attention(q, k, v, mask)[0],
+                                                         attention(q, k, v, mask)[1].transpose(-2, -1)),
+     "weights transposed"),
+    ("in-place scaling", sdpa_in_place_scale, "in place"),
+    ("k.T on batches", sdpa_dot_T, ".transpose(-2, -1)"),
+]
+
+CAUSAL_RIGHT = [
+    ("tril", lambda T: torch.ones(T, T, dtype=torch.bool).tril()),
+    ("comparison", lambda T: torch.arange(T)[:, None] >= torch.arange(T)[None, :]),
+    ("not triu(1)", lambda T: ~torch.ones(T, T, dtype=torch.bool).triu(1)),
+    ("float tril to bool", lambda T: torch.tril(torch.ones(T, T)).bool()),
+    ("course_lib", course_lib.causal_mask),
+]
+CAUSAL_WRONG = [
+    ("True = blocked", lambda T: torch.ones(T, T, dtype=torch.bool).triu(1), "mask convention inverted"),
+    ("upper triangle", lambda T: torch.ones(T, T, dtype=torch.bool).triu(), "upper triangle"),
+    ("diagonal blocked", lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), "diagonal is blocked"),
+    ("float", lambda T: torch.ones(T, T).tril(), "bool tensor"),
+    ("list", lambda T: torch.ones(T, T, dtype=torch.bool).tril().tolist(), "returned a list"),
+]
+
+
+def equivariant_inverse(f, x, perm):
+    return torch.allclose(f(x[:, perm])[:, perm.argsort()], f(x), atol=1e-5)
+
+
+EQUIVARIANT_RIGHT = [
+    ("allclose", lambda f, x, perm: torch.allclose(f(x[:, perm]), f(x)[:, perm], atol=1e-5)),
+    ("inverse permutation", equivariant_inverse),
+    ("max difference, bool", lambda f, x, perm: bool((f(x[:, perm]) - f(x)[:, perm]).abs().max() < 1e-4)),
+    ("max difference, 0-dim tensor", lambda f, x, perm: (f(x[:, perm]) - f(x)[:, perm]).abs().max() < 1e-4),
+]
+EQUIVARIANT_WRONG = [
+    ("output not shuffled", lambda f, x, perm: torch.allclose(f(x[:, perm]), f(x), atol=1e-5), "shuffle the output"),
+    ("exact equality", lambda f, x, perm: torch.equal(f(x[:, perm]), f(x)[:, perm]), "exactly"),
+    ("opposite", lambda f, x, perm: not torch.allclose(f(x[:, perm]), f(x)[:, perm], atol=1e-5), "opposite"),
+    ("batch axis", lambda f, x, perm: torch.allclose(f(x[perm]), f(x)[perm], atol=1e-5), "batch axis"),
+    ("elementwise", lambda f, x, perm: torch.isclose(f(x[:, perm]), f(x)[:, perm]), "reduce the comparison"),
+]
+
+# Lesson 05 ------------------------------------------------------------------------------------------------------
+
+SPLIT_RIGHT = [
+    ("view + transpose", lambda x, h: x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2)),
+    ("reshape + permute", lambda x, h: x.reshape(x.shape[0], x.shape[1], h, -1).permute(0, 2, 1, 3)),
+    ("chunk + stack", lambda x, h: torch.stack(x.chunk(h, dim=-1), dim=1)),
+    ("unflatten", lambda x, h: x.unflatten(-1, (h, x.shape[-1] // h)).transpose(1, 2)),
+    ("course_lib", course_lib.split_heads),
+]
+SPLIT_WRONG = [
+    ("view straight to (B, H, T, d_head)", lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1),
+     "heads split with view but no transpose"),
+    ("view without transpose", lambda x, h: x.reshape(x.shape[0], x.shape[1], h, -1),
+     "heads split with view but no transpose"),
+    ("interleaved", lambda x, h: x.reshape(x.shape[0], x.shape[1], -1, h).permute(0, 3, 1, 2), "interleaved"),
+    ("last axes swapped", lambda x, h: x.reshape(x.shape[0], x.shape[1], h, -1).permute(0, 2, 3, 1), "last two axes"),
+]
+
+MERGE_RIGHT = [
+    ("transpose + reshape", lambda x: x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)),
+    ("contiguous + view", lambda x: x.transpose(1, 2).contiguous().view(x.shape[0], x.shape[2], -1)),
+    ("cat", lambda x: torch.cat(x.unbind(1), dim=-1)),
+    ("flatten", lambda x: x.transpose(1, 2).flatten(2)),
+    ("course_lib", course_lib.merge_heads),
+]
+MERGE_WRONG = [
+    ("no transpose", lambda x: x.reshape(x.shape[0], x.shape[2], -1), "no transpose"),
+    ("view after transpose", lambda x: x.transpose(1, 2).view(x.shape[0], x.shape[2], -1), ".reshape"),
+    ("interleaved", lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1), "interleaved"),
+]
+
+
+def make_mha(scale="d_head", split_transpose=True, merge_transpose=True, use_out_proj=True, mask_mode="before",
+             softmax_dim=-1, average_weights=False, per_head_loop=False, builtin=False):
+    """A learner's MultiHeadAttention; the defaults are right, each argument is one mistake."""
+
+    class LearnerMultiHeadAttention(nn.Module):
+        def __init__(self, d_model, n_heads):
+            super().__init__()
+            self.n_heads, self.d_head = n_heads, d_model // n_heads
+            self.q_proj = nn.Linear(d_model, d_model)
+            self.k_proj = nn.Linear(d_model, d_model)
+            self.v_proj = nn.Linear(d_model, d_model)
+            self.out_proj = nn.Linear(d_model, d_model)
+
+        def split(self, t):
+            B, T, D = t.shape
+            if split_transpose:
+                return t.view(B, T, self.n_heads, self.d_head).transpose(1, 2)
+            return t.view(B, self.n_heads, T, self.d_head)
+
+        def forward(self, x, mask=None):
+            B, T, D = x.shape
+            q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
+            if per_head_loop:
+                outs, weights = [], []
+                for h in range(self.n_heads):
+                    o, w = course_lib.scaled_dot_product_attention(q[:, h], k[:, h], v[:, h], mask)
+                    outs.append(o)
+                    weights.append(w)
+                heads, weights = torch.stack(outs, 1), torch.stack(weights, 1)
+            elif builtin:
+                heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                weights = course_lib.scaled_dot_product_attention(q, k, v, mask)[1]
+            else:
+                divisor = {"d_head": math.sqrt(self.d_head), "d_model": math.sqrt(D), "none": 1.0}[scale]
+                heads, weights = attention(q, k, v, mask, scale=divisor, softmax_dim=softmax_dim,
+                                           mask_mode=mask_mode)
+            merged = heads.transpose(1, 2).reshape(B, T, D) if merge_transpose else heads.reshape(B, T, D)
+            out = self.out_proj(merged) if use_out_proj else merged
+            return out, (weights.mean(1) if average_weights else weights)
+
+    return LearnerMultiHeadAttention
+
+
+class FusedQKV(nn.Module):
+    """One Linear for q, k and v together: a valid design, but not the interface the exercise asks for."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x, mask=None):
+        raise AssertionError("never reached")
+
+
+class NoBias(nn.Module):
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            setattr(self, name, nn.Linear(d_model, d_model, bias=False))
+
+
+MHA_RIGHT = [
+    ("by hand", make_mha()),
+    ("one head at a time", make_mha(per_head_loop=True)),
+    ("F.scaled_dot_product_attention", make_mha(builtin=True)),
+    ("course_lib", course_lib.MultiHeadAttention),
+]
+MHA_WRONG = [
+    ("unscaled", make_mha(scale="none"), "scores not divided by √d"),
+    ("√d_model", make_mha(scale="d_model"), "√d_model instead of √d_head"),
+    ("split without transpose", make_mha(split_transpose=False), "heads split with view but no transpose"),
+    ("merge without transpose", make_mha(merge_transpose=False), "merged without transposing back"),
+    ("no out_proj", make_mha(use_out_proj=False), "out_proj is not applied"),
+    ("mask inverted", make_mha(mask_mode="inverted"), "mask convention inverted"),
+    ("mask after softmax", make_mha(mask_mode="after"), "mask applied after softmax"),
+    ("softmax over queries", make_mha(softmax_dim=-2), "softmax over the queries instead of the keys"),
+    ("weights averaged over heads", make_mha(average_weights=True), "averaged over the heads"),
+    ("fused qkv layer", FusedQKV, "needs self.q_proj"),
+    ("no bias", NoBias, "could not load weights"),
+    ("an instance", course_lib.MultiHeadAttention(8, 2), "pass the class itself"),
+]
+
+# Lesson 06 ------------------------------------------------------------------------------------------------------
+
+
+def sinusoidal_exp_log(T, d):
+    position = torch.arange(T).unsqueeze(1).float()
+    div_term = torch.exp(torch.arange(0, d, 2).float() * (-math.log(10000.0) / d))
+    pe = torch.zeros(T, d)
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term)
+    return pe
+
+
+def sinusoidal_loop(T, d):
+    pe = torch.zeros(T, d)
+    for t in range(T):
+        for i in range(0, d, 2):
+            pe[t, i] = math.sin(t / 10000 ** (i / d))
+            pe[t, i + 1] = math.cos(t / 10000 ** (i / d))
+    return pe
+
+
+def sinusoidal_stack(T, d):
+    angle = torch.arange(T)[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(1).float()
+
+
+def sinusoidal_mistake(T, d, swap=False, concat=False, exponent="2i/d", start=0, multiply=False, dtype=torch.float32):
+    t = torch.arange(start, start + T, dtype=torch.float64)[:, None]
+    i = torch.arange(0, d, 2, dtype=torch.float64)  # the even feature indices 2i
+    power = (i / 2) / d if exponent == "i/d" else i / d
+    angle = t * (10000 ** power if multiply else 10000 ** -power)
+    sin, cos = angle.sin(), angle.cos()
+    if exponent == "own index":
+        cos = (t * 10000 ** -((i + 1) / d)).cos()
+    if swap:
+        sin, cos = cos, sin
+    if concat:
+        return torch.cat([sin, cos], dim=-1).to(dtype)
+    pe = torch.zeros(T, d, dtype=torch.float64)
+    pe[:, 0::2], pe[:, 1::2] = sin, cos
+    return pe.to(dtype)
+
+
+SINUSOIDAL_RIGHT = [("exp/log", sinusoidal_exp_log), ("loop", sinusoidal_loop), ("stack", sinusoidal_stack),
+                    ("course_lib", course_lib.sinusoidal_positions)]
+SINUSOIDAL_WRONG = [
+    ("sin and cos swapped", lambda T, d: sinusoidal_mistake(T, d, swap=True), "sin and cos swapped"),
+    ("halves", lambda T, d: sinusoidal_mistake(T, d, concat=True), "first half"),
+    ("i/d", lambda T, d: sinusoidal_mistake(T, d, exponent="i/d"), "exponent is i/d"),
+    ("odd index in the exponent", lambda T, d: sinusoidal_mistake(T, d, exponent="own index"), "own (odd) index"),
+    ("positions from 1", lambda T, d: sinusoidal_mistake(T, d, start=1), "count from 1"),
+    ("multiplied", lambda T, d: sinusoidal_mistake(T, d, multiply=True), "instead of dividing"),
+    ("float64", lambda T, d: sinusoidal_mistake(T, d, dtype=torch.float64), "dtype torch.float64"),
+]
+
+
+def add_in_place(x, table):
+    x += table[: x.shape[1]]
+    return x
+
+
+ADD_RIGHT = [
+    ("slice", lambda x, table: x + table[: x.shape[1]]),
+    ("explicit batch axis", lambda x, table: x + table[None, : x.shape[1], :]),
+    ("narrow", lambda x, table: torch.add(x, table.narrow(0, 0, x.shape[1]))),
+]
+ADD_WRONG = [
+    ("in place", add_in_place, "in place"),
+    ("concatenated", lambda x, table: torch.cat([x, table[: x.shape[1]].expand_as(x)], -1), "concatenates"),
+    ("first row", lambda x, table: x + table[0], "first row"),
+    ("last rows", lambda x, table: x + table[-x.shape[1]:], "last T rows"),
+    ("multiplied", lambda x, table: x * table[: x.shape[1]], "multiplies"),
+    ("whole table", lambda x, table: x + table, "raised RuntimeError"),
+]
+
+
+def cosine_by_hand(p):
+    unit = p / p.norm(dim=-1, keepdim=True)
+    return unit @ unit.T
+
+
+SIMILARITY_RIGHT = [
+    ("by hand", cosine_by_hand),
+    ("F.cosine_similarity", lambda p: F.cosine_similarity(p[:, None], p[None, :], dim=-1)),
+    ("einsum", lambda p: torch.einsum("id,jd->ij", F.normalize(p, dim=-1), F.normalize(p, dim=-1))),
+]
+SIMILARITY_WRONG = [
+    ("dot products", lambda p: p @ p.T, "dot products, not cosines"),
+    ("columns", lambda p: F.normalize(p, dim=0) @ F.normalize(p, dim=0).T, "columns"),
+    ("distances", lambda p: torch.cdist(p, p), "distances"),
+]
+
+# ---------------------------------------------------------------------------------------------------------------
+
+CASES = {
+    check_embed_tokens: (EMBED_RIGHT, EMBED_WRONG),
+    check_one_hot: (ONE_HOT_RIGHT, ONE_HOT_WRONG),
+    check_image_to_patches: (PATCHES_RIGHT, PATCHES_WRONG),
+    check_cross_entropy: (CE_RIGHT, CE_WRONG),
+    check_sgd_step: (SGD_RIGHT, SGD_WRONG),
+    check_training_step: (STEP_RIGHT, STEP_WRONG),
+    check_softmax: (SOFTMAX_RIGHT, SOFTMAX_WRONG),
+    check_attention_weights: (WEIGHTS_RIGHT, WEIGHTS_WRONG),
+    check_attend: (ATTEND_RIGHT, ATTEND_WRONG),
+    check_causal_mask: (CAUSAL_RIGHT, CAUSAL_WRONG),
+    check_scaled_dot_product_attention: (SDPA_RIGHT, SDPA_WRONG),
+    check_is_permutation_equivariant: (EQUIVARIANT_RIGHT, EQUIVARIANT_WRONG),
+    check_split_heads: (SPLIT_RIGHT, SPLIT_WRONG),
+    check_merge_heads: (MERGE_RIGHT, MERGE_WRONG),
+    check_multi_head_attention: (MHA_RIGHT, MHA_WRONG),
+    check_sinusoidal_positions: (SINUSOIDAL_RIGHT, SINUSOIDAL_WRONG),
+    check_add_positions: (ADD_RIGHT, ADD_WRONG),
+    check_position_similarity: (SIMILARITY_RIGHT, SIMILARITY_WRONG),
+}
+ALL_CHECKS = list(CASES)
+
+
+def _params(kind):
+    out = []
+    for check, (right, wrong) in CASES.items():
+        for case in (right if kind == "right" else wrong):
+            out.append(pytest.param(check, *case, id=f"{check.exercise}-{case[0]}"))
+    return out
+
+
+def test_every_exercise_has_a_check_with_cases():
+    exercises = [name for names in checks.EXERCISES.values() for name in names]
+    assert sorted(exercises) == sorted(c.exercise for c in ALL_CHECKS)
+    assert all(len(names) >= 3 for names in checks.EXERCISES.values())
+    for check, (right, wrong) in CASES.items():
+        assert len(right) >= 2 and len(wrong) >= 3, check.exercise
+
+
+@pytest.mark.parametrize("check, label, implementation", _params("right"))
+def test_check_accepts_valid_implementation(check, label, implementation):
+    result = check(implementation)
+    assert result.passed, repr(result)
+    assert repr(result).startswith(f"✓ {check.exercise}: ")
+
+
+@pytest.mark.parametrize("check, label, implementation, diagnosis", _params("wrong"))
+def test_check_rejects_mistake_with_diagnosis(check, label, implementation, diagnosis):
+    result = check(implementation)
+    assert not result.passed and result.implemented, repr(result)
+    assert diagnosis in result.message, repr(result)
+    assert "the check itself failed" not in result.message
+    line = repr(result)
+    assert line.startswith(f"✗ {check.exercise}: ") and "\n" not in line
+
+
+# The named mistakes of the course's issue, each diagnosed by name.
+@pytest.mark.parametrize("check, implementation, name", [
+    (check_scaled_dot_product_attention, SDPA_WRONG[0][1], "softmax over the queries instead of the keys"),
+    (check_scaled_dot_product_attention, SDPA_WRONG[1][1], "scores not divided by √d"),
+    (check_scaled_dot_product_attention, SDPA_WRONG[4][1], "mask applied after softmax"),
+    (check_scaled_dot_product_attention, SDPA_WRONG[5][1], "mask convention inverted"),
+    (check_split_heads, SPLIT_WRONG[0][1], "heads split with view but no transpose"),
+    (check_sinusoidal_positions, SINUSOIDAL_WRONG[0][1], "sin and cos swapped"),
+])
+def test_named_classic_mistakes(check, implementation, name):
+    assert name in check(implementation).message
+
+
+def _not_implemented(*args):
+    raise NotImplementedError("Hint: this is the exercise")
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.exercise)
+def test_unimplemented_exercise_reads_not_implemented_yet(check):
+    if check is check_multi_head_attention:
+        class Unfinished(nn.Module):
+            def __init__(self, d_model, n_heads):
+                super().__init__()
+                raise NotImplementedError("Hint: four nn.Linear layers")
+        result = check(Unfinished)
+    else:
+        result = check(_not_implemented)
+    assert not result.passed and not result.implemented
+    assert repr(result) == f"✗ {check.exercise}: not implemented yet (replace the `raise NotImplementedError` " \
+                           f"line with your code)"
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.exercise)
+def test_check_never_raises_and_explains(check):
+    def raises_value_error(*args):
+        raise ValueError("something is off")
+
+    def returns_none(*args):
+        return None
+
+    def returns_text(*args):
+        return "attention"
+
+    # sgd_step rightly returns None: doing nothing at all is its mistake.
+    none_words = "did not change" if check is check_sgd_step else "None"
+    for implementation, words in ((raises_value_error, "ValueError"), (returns_none, none_words),
+                                  (returns_text, "str"), (42, "expected your function")):
+        result = check(implementation)
+        assert isinstance(result, CheckResult) and not result.passed
+        assert words in result.message, repr(result)
+
+
+def test_nan_output_is_reported():
+    result = check_softmax(lambda x: torch.full_like(x, float("nan")))
+    assert not result.passed and "NaN" in result.message
+
+
+def test_inf_output_is_reported():
+    result = check_add_positions(lambda x, table: x + table[: x.shape[1]] + float("inf"))
+    assert not result.passed and "contains inf" in result.message
+
+
+def test_wrong_dtype_is_reported():
+    result = check_softmax(lambda x: x.softmax(-1).double())
+    assert not result.passed and "dtype torch.float64" in result.message
+
+
+def test_wrong_shape_is_reported():
+    result = check_attend(lambda q, k, v: (torch.softmax(k @ q, -1) @ v)[None])
+    assert not result.passed and "shape (1, 4)" in result.message and "expected (4)" in result.message
+
+
+def test_unrecognised_mistake_shows_expected_and_got():
+    result = check_embed_tokens(lambda ids, table: table[ids] + torch.arange(ids.shape[1])[:, None])
+    assert not result.passed
+    assert "expected [" in result.message and "got [" in result.message and "values differ" in result.message
+
+
+def test_modified_input_is_reported_by_name():
+    def softmax_in_place(scores):
+        scores -= scores.max(-1, keepdim=True).values
+        return scores.exp() / scores.exp().sum(-1, keepdim=True)
+
+    result = check_softmax(softmax_in_place)
+    assert not result.passed and "changes its input `scores` in place" in result.message
+
+
+def test_a_bug_in_the_check_itself_is_contained(monkeypatch):
+    monkeypatch.setattr("course_lib.checks.positions.sinusoidal_positions", None)
+    result = check_sinusoidal_positions(course_lib.sinusoidal_positions)
+    assert not result.passed and "the check itself failed" in result.message
+
+
+def test_checks_leave_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_multi_head_attention(course_lib.MultiHeadAttention)
+    check_training_step(step_right)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.exercise)
+def test_check_is_fast_and_deterministic(check):
+    right = CASES[check][0][0][1]
+    start = time.perf_counter()
+    first = check(right)
+    elapsed = time.perf_counter() - start
+    assert first.passed
+    assert elapsed < 1.0, f"{check.exercise} took {elapsed:.2f} s"
+    wrong = CASES[check][1][0][1]
+    assert repr(check(wrong)) == repr(check(wrong))
+
+
+def test_result_displays_as_one_line():
+    result = check_causal_mask(course_lib.causal_mask)
+    assert str(result) == repr(result) == f"✓ causal_mask: {result.message}"
+    assert "\n" not in repr(result) and bool(result) is True
+    assert bool(check_causal_mask(CAUSAL_WRONG[0][1])) is False
