@@ -1,0 +1,402 @@
+"""course_lib.widgets without a browser: state, redraws, input checks, escaping, reprs, the head report.
+
+Outside a kernel ipywidgets 8 uses a dummy comm, so traits, links and observe callbacks all work here.
+"""
+
+import time
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from course_lib import TransformerLM, agreement_corpus, agreement_vocabulary, seed_everything
+from course_lib.analysis import ablation_effects, agreement_accuracy, capture_attention, head_scores
+from course_lib.widgets import AVERAGE, AttentionExplorer, AttentionPlayground, HeadReport, head_report
+
+TOKENS = ["<bos>", "the", "dog", "near", "the", "cats", "runs", "."]
+EVIL = ["<script>alert(1)</script>", "<b>x</b>", "a&b", '"quoted"', "$x$", "plain"]
+
+
+def random_attention(L=2, H=4, T=len(TOKENS), seed=0):
+    """(L, H, T, T) rows that sum to 1, different in every head."""
+    rng = np.random.default_rng(seed)
+    a = rng.random((L, H, T, T)) ** 3
+    return a / a.sum(-1, keepdims=True)
+
+
+def find(root, kind):
+    """Every widget of type ``kind`` below ``root`` (depth first), through public ``children``."""
+    found = [root] if isinstance(root, kind) else []
+    for child in getattr(root, "children", ()):
+        found += find(child, kind)
+    return found
+
+
+def view_html(explorer):
+    """The HTML of every HTML widget on screen: the caption and the current view."""
+    return "".join(w.value for w in find(explorer, widgets.HTML))
+
+
+def test_numpy_torch_and_list_inputs_agree():
+    a = random_attention()
+    from_numpy = AttentionExplorer(a, TOKENS)
+    from_torch = AttentionExplorer(torch.tensor(a, dtype=torch.float32, requires_grad=True), TOKENS)
+    per_layer = AttentionExplorer([torch.tensor(a[i]) for i in range(2)], TOKENS)
+    per_layer_batched = AttentionExplorer([torch.tensor(a[i])[None] for i in range(2)], TOKENS)
+    captured_shape = AttentionExplorer(a[None], TOKENS)  # (1, L, H, T, T) as capture_attention returns it
+    for explorer in (from_torch, per_layer, per_layer_batched, captured_shape):
+        assert explorer.attention.shape == (2, 4, 8, 8)
+        np.testing.assert_allclose(explorer.attention, a, atol=1e-6)
+    for explorer in (from_numpy, from_torch):
+        explorer.head = 3
+        explorer.query = 2
+    np.testing.assert_allclose(from_torch.query_weights, a[0, 3, 2], atol=1e-6)
+    np.testing.assert_allclose(from_numpy.weights, a[0, 3])
+
+
+def test_from_model_matches_capture_attention():
+    seed_everything(0)
+    vocab = agreement_vocabulary()
+    model = TransformerLM(len(vocab), d_model=16, n_heads=2, n_layers=2, max_len=12)
+    ids = torch.tensor(vocab.encode(TOKENS))
+    explorer = AttentionExplorer.from_model(model, ids, TOKENS, head=1)
+    expected = capture_attention(model, ids[None])[0].double().numpy()
+    np.testing.assert_allclose(explorer.attention, expected, atol=1e-6)
+    assert (explorer.n_layers, explorer.n_heads, explorer.n_tokens, explorer.head) == (2, 2, 8, 1)
+    batched = AttentionExplorer.from_model(model, ids[None], TOKENS)
+    np.testing.assert_allclose(batched.attention, explorer.attention)
+    # a causal model: no query looks at a later key
+    assert np.allclose(np.triu(explorer.attention, k=1), 0)
+    with pytest.raises(ValueError, match=r"one sentence.*\(2, 8\)"):
+        AttentionExplorer.from_model(model, torch.stack([ids, ids]), TOKENS)
+    with pytest.raises(ValueError, match="8 positions but 7 tokens"):
+        AttentionExplorer.from_model(model, ids, TOKENS[:-1])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.full((2, 4, 8, 7), 1 / 7), r"square.*\(2, 4, 8, 7\).*8 queries but 7 keys"),
+    (random_attention(T=6), r"covers 6 tokens.*but 8 tokens were given"),
+    (random_attention()[0], r"\(layers, heads, query, key\), got \(4, 8, 8\) \(3 dims\)"),
+    (random_attention()[0, 0], r"\(layers, heads, query, key\), got \(8, 8\) \(2 dims\)"),
+    (np.stack([random_attention()] * 3), r"batch of 3 sentences"),
+    (random_attention() * 2, r"sum to 1.*from 2\.000 to 2\.000.*normalize=True"),
+    (-random_attention(), r">= 0.*softmax"),
+    (np.where(np.eye(8, dtype=bool), np.nan, random_attention()), r"NaN"),
+    ([random_attention()[0], random_attention()[0, :2]], r"same \(heads, query, key\) shape"),
+    ([], r"empty list"),
+])
+def test_bad_attention_raises_clear_value_error(bad, message):
+    with pytest.raises(ValueError, match=message):
+        AttentionExplorer(bad, TOKENS)
+
+
+def test_rows_not_summing_to_one_name_the_row_and_normalize_fixes_them():
+    a = random_attention()
+    a[1, 2, 5] *= 1.5
+    with pytest.raises(ValueError, match=r"layer 1, head 2, query 5 sums to 1\.500"):
+        AttentionExplorer(a, TOKENS)
+    explorer = AttentionExplorer(a, TOKENS, normalize=True)
+    np.testing.assert_allclose(explorer.attention.sum(-1), 1.0)
+    np.testing.assert_allclose(explorer.attention[1, 2, 5], random_attention()[1, 2, 5])
+
+
+def test_bad_tokens_raise():
+    with pytest.raises(TypeError, match=r"tokens\[2\] must be a str, got int"):
+        AttentionExplorer(random_attention(), TOKENS[:2] + [3] + TOKENS[3:])
+    with pytest.raises(TypeError, match="list of strings"):
+        AttentionExplorer(random_attention(), "the dog runs")
+    with pytest.raises(TypeError, match="numpy array or a torch.Tensor"):
+        AttentionExplorer("attention", TOKENS)
+
+
+def test_setting_state_from_code_redraws_exactly_as_clicking():
+    a = random_attention()
+    by_code, by_click = AttentionExplorer(a, TOKENS), AttentionExplorer(a, TOKENS)
+    before = view_html(by_code)
+    seen = []
+    by_click.observe(lambda change: seen.append((change["name"], change["new"])), names=["head", "layer", "query"])
+
+    by_code.head, by_code.layer, by_code.query = 2, 1, 3
+    by_click.controls["head"].value = 2  # what a click on the "head 2" button does to the model
+    by_click.controls["layer"].value = 1
+    by_click.controls["query"].value = 3
+
+    assert seen == [("head", 2), ("layer", 1), ("query", 3)]
+    assert (by_click.head, by_click.layer, by_click.query) == (2, 1, 3)
+    assert view_html(by_code) == view_html(by_click) != before
+    assert by_code.controls["head"].value == 2  # setting the trait moves the control too
+    # the table shows the new head's numbers
+    assert f"{a[1, 2, 3, 0]:.2f}</td>" in view_html(by_code)
+    assert "layer 1 · head 2 · query 3" in view_html(by_code)
+
+
+def test_every_view_redraws_when_the_head_changes():
+    explorer = AttentionExplorer(random_attention(), TOKENS)
+    for view in ("heatmap", "tokens", "compare"):
+        explorer.view = view
+        before = view_html(explorer)
+        explorer.head = (explorer.head + 1) % explorer.n_heads
+        assert view_html(explorer) != before, view
+    explorer.view = "grid"
+    frames = [cell.layout.border for cell in find(explorer._stage, widgets.VBox)]
+    explorer.head = 0
+    assert [cell.layout.border for cell in find(explorer._stage, widgets.VBox)] != frames
+
+
+def test_average_of_heads():
+    a = random_attention()
+    explorer = AttentionExplorer(a, TOKENS, layer=1)
+    explorer.head = AVERAGE
+    np.testing.assert_allclose(explorer.weights, a[1].mean(0))
+    assert "average of heads" in view_html(explorer)
+    assert explorer.controls["head"].value == AVERAGE
+    explorer.controls["head"].value = 0
+    assert explorer.head == 0
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("head", 4, r"head=4 does not exist: this attention has 4 heads \(0 to 3\)"),
+    ("head", "avg", r'"average"'),
+    ("layer", -1, r"layer=-1 does not exist"),
+    ("query", 8, r"query=8 does not exist: this attention has 8 tokens"),
+    ("query", 1.5, r"must be an int"),
+    ("view", "3d", r"view must be one of"),
+    ("compare_head", 7, r"compare_head=7 does not exist"),
+])
+def test_bad_state_raises_value_error_and_keeps_the_old_state(name, value, message):
+    explorer = AttentionExplorer(random_attention(), TOKENS)
+    old, html = getattr(explorer, name), view_html(explorer)
+    with pytest.raises(ValueError, match=message):
+        setattr(explorer, name, value)
+    assert getattr(explorer, name) == old
+    assert view_html(explorer) == html
+
+
+def test_numpy_integers_are_accepted_as_state():
+    explorer = AttentionExplorer(random_attention(), TOKENS)
+    explorer.head = np.int64(3)
+    assert explorer.head == 3 and type(explorer.head) is int
+
+
+def test_grid_thumbnails_select_a_head_on_click():
+    explorer = AttentionExplorer(random_attention(), TOKENS, view="grid")
+    images = find(explorer, widgets.Image)
+    assert len(images) == 4 and all(image.value[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
+    assert len({image.value for image in images}) == 4  # one picture per head
+    buttons = find(explorer, widgets.Button)
+    assert [b.description for b in buttons] == ["head 0", "head 1", "head 2", "head 3"]
+    buttons[2].click()
+    assert explorer.head == 2
+    assert buttons[2].button_style == "warning" and buttons[0].button_style == ""
+    first_layer = [image.value for image in images]
+    explorer.layer = 1
+    assert [image.value for image in images] != first_layer
+
+
+def test_compare_view_shows_both_heads():
+    a = random_attention()
+    explorer = AttentionExplorer(a, TOKENS, head=1, view="compare")
+    assert explorer.compare_head == 2  # the next head, unless you choose
+    html = view_html(explorer)
+    assert "layer 0, head 1" in html and "layer 0, head 2" in html
+    explorer.controls["compare_head"].value = 3
+    assert explorer.compare_head == 3 and "layer 0, head 3" in view_html(explorer)
+
+
+def test_only_the_current_view_is_sent():
+    L, H, T = 2, 4, 8
+    explorer = AttentionExplorer(random_attention(L, H, T), TOKENS)
+    stage = explorer.children[-1]
+    assert len(stage.children) == 1
+    html = stage.children[0].value
+    assert html.count("<td") == T * T  # one head, not L * H * T * T numbers
+    assert find(explorer, widgets.Image) == []  # the grid's pictures are not on screen
+    assert explorer._tokens_view.value == ""  # never drawn until you open it
+    explorer.view = "tokens"
+    assert explorer._tokens_view.value.count("<line") == np.count_nonzero(explorer.query_weights >= 0.005)
+
+
+def test_no_matplotlib_figure_leaks():
+    plt.close("all")
+    explorer = AttentionExplorer(random_attention(), TOKENS)
+    for view in ("heatmap", "tokens", "grid", "compare"):
+        explorer.view = view
+    AttentionPlayground().scale = 2.0
+    assert plt.get_fignums() == []
+
+
+def test_tokens_are_escaped_wherever_they_reach_html():
+    a = random_attention(T=len(EVIL))
+    explorer = AttentionExplorer(a, EVIL, query=1)
+    for view in ("heatmap", "tokens", "compare", "grid"):
+        explorer.view = view
+        for query in range(len(EVIL)):
+            explorer.query = query
+            html = view_html(explorer)
+            assert "<script" not in html and "<b>x" not in html and '"quoted"' not in html, (view, query)
+    explorer.view, explorer.query = "heatmap", 1
+    html = view_html(explorer)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "a&amp;b" in html and "&quot;quoted&quot;" in html
+    # Dropdown labels are set as textContent in the browser: they keep the token exactly as typed
+    assert explorer.controls["query"].options[1] == ("1: <b>x</b>", 1)
+
+
+def test_repr_is_short_and_stable():
+    explorer = AttentionExplorer(random_attention(), TOKENS, head=1)
+    expected = "AttentionExplorer(layers=2, heads=4, tokens=8, layer=0, head=1, query=7, view='heatmap')"
+    assert repr(explorer) == expected == str(explorer)
+    assert repr(AttentionExplorer(random_attention(seed=1), TOKENS, head=1)) == expected
+    explorer.head, explorer.view = AVERAGE, "grid"
+    assert repr(explorer).endswith("head='average', query=7, view='grid')")
+    bundle = explorer._repr_mimebundle_()
+    assert bundle["text/plain"] == repr(explorer) and "0x" not in bundle["text/plain"]
+
+
+def test_redraw_is_fast():
+    rng = np.random.default_rng(0)
+    a = rng.random((2, 4, 15, 15))
+    explorer = AttentionExplorer(a / a.sum(-1, keepdims=True), [f"word{i}" for i in range(15)])
+    for view in ("heatmap", "tokens", "compare"):
+        explorer.view = view
+        start = time.perf_counter()
+        for head in (1, 2, 3, 0):
+            explorer.head = head
+        assert (time.perf_counter() - start) / 4 < 0.2, view
+
+
+# ---------------------------------------------------------------- AttentionPlayground
+
+def test_playground_computes_softmax_of_scaled_scores():
+    playground = AttentionPlayground()
+    assert playground.query_word == "sat"
+    keys = torch.tensor(playground.key_vectors)
+    query = torch.tensor(playground.query_vectors[2])
+    for scale in (0.5, 1.0, 3.0):
+        playground.scale = scale
+        expected = torch.softmax(scale * keys @ query, dim=0).numpy()
+        np.testing.assert_allclose(playground.weights, expected, atol=1e-12)
+        np.testing.assert_allclose(playground.output, expected @ playground.value_vectors, atol=1e-12)
+    playground.scale = 0.0
+    np.testing.assert_allclose(playground.weights, 1 / 6)  # no scale: every word counts the same
+
+
+def test_playground_state_and_redraws():
+    playground = AttentionPlayground()
+    seen = []
+    playground.observe(lambda change: seen.append(change["name"]), names=["query", "asker", "scale"])
+    before = view_html(playground)
+    playground.controls["query"][1].value = 1.0  # drag the second slider: the query is now yours
+    assert playground.query == (2.0, 1.0) and playground.query_word is None
+    assert playground.controls["asker"].value == -1
+    assert view_html(playground) != before and "your query" in view_html(playground)
+    playground.query_word = "cat"  # pick a word: its query moves the sliders
+    assert playground.query == tuple(playground.query_vectors[1])
+    assert [s.value for s in playground.controls["query"]] == list(playground.query_vectors[1])
+    assert playground.controls["asker"].value == 1
+    playground.controls["asker"].value = 5
+    assert playground.query_word == "mat"
+    playground.controls["scale"].value = 2.5
+    assert playground.scale == 2.5 and "2.50" in view_html(playground)
+    assert {"query", "asker", "scale"} <= set(seen)
+
+
+def test_playground_repr_is_stable():
+    playground = AttentionPlayground(scale=2.0)
+    assert repr(playground) == ("AttentionPlayground(words=6, query_word='sat', query=[2.00, 0.00], scale=2.00, "
+                                "weights=[0.00, 0.88, 0.00, 0.00, 0.00, 0.12])")
+    assert repr(AttentionPlayground(scale=2.0)) == repr(playground)
+
+
+def test_playground_custom_inputs_and_escaping():
+    words = ["a", "<script>alert(1)</script>", "c"]
+    playground = AttentionPlayground(words, keys=np.eye(3), values=torch.eye(3) * 2, query=[0.0, 5.0, 0.0])
+    assert int(playground.weights.argmax()) == 1
+    np.testing.assert_allclose(playground.output, 2 * playground.weights)
+    html = view_html(playground)
+    assert "<script" not in html and "&lt;script&gt;" in html
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(words=["a", "b"], keys=np.ones((3, 2))), ValueError, r"keys must have shape \(2, d\).*\(3, 2\)"),
+    (dict(words=["a", "b"]), ValueError, "keys are missing"),
+    (dict(words=["a", "b"], keys=np.ones((2, 2)), queries=np.ones((2, 3))), ValueError, r"queries.*\(2, 2\)"),
+    (dict(words=["a", "b"], keys=np.ones((2, 9))), ValueError, "between 1 and 8"),
+    (dict(scale=-1.0), ValueError, r"scale must be a finite number >= 0"),
+    (dict(query_word="dog"), ValueError, r"'dog' is not in the sentence"),
+    (dict(query=[1.0, 2.0, 3.0]), ValueError, r"query must have shape \(2,\)"),
+    (dict(words=["a", 1], keys=np.ones((2, 2))), TypeError, r"words\[1\] must be a str"),
+])
+def test_playground_bad_inputs(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        AttentionPlayground(**kwargs)
+
+
+def test_playground_bad_state_keeps_old_state():
+    playground = AttentionPlayground()
+    with pytest.raises(ValueError, match="scale"):
+        playground.scale = float("nan")
+    with pytest.raises(ValueError, match="not in the sentence"):
+        playground.query_word = "dog"
+    assert playground.scale == 1.0 and playground.query_word == "sat"
+
+
+# ---------------------------------------------------------------- head_report
+
+@pytest.fixture(scope="module")
+def small_model_and_data():
+    seed_everything(0)
+    vocab = agreement_vocabulary()
+    _, test = agreement_corpus(50, 40, seed=0)
+    model = TransformerLM(len(vocab), d_model=16, n_heads=2, n_layers=2, max_len=24)
+    return model, test, vocab
+
+
+def test_head_report_numbers_come_from_course_lib_analysis(small_model_and_data):
+    model, sentences, vocab = small_model_and_data
+    report = head_report(model, sentences, vocab)
+    assert isinstance(report, HeadReport) and report.shape == (2, 2)
+    scores = head_scores(model, sentences, vocab)
+    np.testing.assert_allclose(report.previous_token, scores["previous_token"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(report.verb_to_subject, scores["verb_to_subject"].numpy(), atol=1e-6)
+    accuracy = agreement_accuracy(model, sentences, vocab)
+    ablated = ablation_effects(model, sentences, vocab).numpy()
+    assert report.accuracy == accuracy
+    np.testing.assert_allclose(report.accuracy_drop, accuracy - ablated, atol=1e-6)
+    layer, head = report.best("previous_token")
+    assert report.previous_token[layer, head] == report.previous_token.max()
+    with pytest.raises(ValueError, match="score must be one of"):
+        report.best("subject")
+
+
+def test_head_report_table_is_stable_text(small_model_and_data):
+    report = head_report(*small_model_and_data)
+    lines = str(report).splitlines()
+    assert repr(report) == str(report) == str(head_report(*small_model_and_data))
+    assert lines[0].split() == ["layer", "head", "previous-token", "verb->subject", "accuracy", "drop"]
+    assert len(lines) == 2 * 2 + 2
+    for row, (layer, head) in zip(lines[1:5], [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        cells = row.split()
+        assert cells[:2] == [str(layer), str(head)]
+        assert cells[2] == f"{report.previous_token[layer, head]:.2f}"
+        assert float(cells[4]) == pytest.approx(report.accuracy_drop[layer, head], abs=0.005)
+        assert not any(cell == "-0.00" for cell in cells)
+    assert lines[-1] == f"agreement accuracy with every head: {report.accuracy:.2f} (40 sentences)"
+
+
+def test_head_report_plot_and_bad_input(small_model_and_data):
+    model, sentences, vocab = small_model_and_data
+    report = head_report(model, sentences, vocab)
+    axes = report.plot()
+    try:
+        assert [ax.get_title() for ax in axes] == ["previous-token", "verb->subject", "accuracy drop"]
+        assert all(ax.get_xlabel() == "head" and ax.get_ylabel() == "layer" for ax in axes)
+        assert len(axes[1].texts) == 4  # one number per head
+    finally:
+        plt.close("all")
+    with pytest.raises(ValueError, match="at least one sentence"):
+        head_report(model, [], vocab)
+    with pytest.raises(TypeError, match="Sentence objects"):
+        head_report(model, ["the dog runs ."], vocab)
