@@ -10,8 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import require_rank
+from ._checks import require_floating, require_rank, shape_str
 from .attention import MultiHeadAttention
+
+
+def check_sequence(x: torch.Tensor, d_model: int) -> None:
+    """Raise a clear error unless x is a float ``(batch, time, d_model)`` tensor."""
+    require_rank(x, "x", 3, f"(batch, time, d_model={d_model})", max_rank=3)
+    require_floating(x, "x")
+    if x.shape[-1] != d_model:
+        raise ValueError(f"x must have shape (batch, time, d_model={d_model}), got {shape_str(x.shape)}")
 
 
 class MLP(nn.Module):
@@ -44,6 +52,7 @@ class TransformerBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
+        check_sequence(x, self.attn.d_model)
         attended, weights = self.attn(self.ln1(x), mask, need_weights=return_attention)
         x = x + self.drop(attended)
         x = x + self.mlp(self.ln2(x))
@@ -90,7 +99,7 @@ class TransformerStack(nn.Module):
         self.ln_f = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
-        require_rank(x, "x", 3, "(batch, time, d_model)", max_rank=3)
+        check_sequence(x, self.ln_f.normalized_shape[0])
         attention = []
         for block in self.blocks:
             if return_attention:

@@ -46,6 +46,16 @@ def test_block_from_torch_rejects_post_norm_or_relu():
         TransformerBlock.from_torch(nn.TransformerEncoderLayer(16, 4, batch_first=True, norm_first=True))
 
 
+def test_block_rejects_wrong_shapes_before_any_layer_runs():
+    block = TransformerBlock(16, 4)
+    with pytest.raises(ValueError, match=r"\(batch, time, d_model=16\), got \(2, 5, 7\)"):
+        block(torch.randn(2, 5, 7))
+    with pytest.raises(ValueError, match=r"got \(5, 16\)"):
+        block(torch.randn(5, 16))
+    with pytest.raises(TypeError, match="floating-point"):
+        block(torch.ones(1, 2, 16, dtype=torch.long))
+
+
 def test_block_returns_attention_when_asked_without_changing_output():
     block = TransformerBlock(16, 4).eval()
     x = torch.randn(2, 5, 16)
