@@ -46,6 +46,7 @@ def agreement_accuracy(model: nn.Module, sentences: list[Sentence], vocab: Vocab
     verb form a higher score than the same verb in the other number."""
     if not sentences:
         raise ValueError("agreement_accuracy needs at least one sentence")
+    was_training = model.training
     model.eval()
     correct = 0
     for start in range(0, len(sentences), batch_size):
@@ -57,6 +58,7 @@ def agreement_accuracy(model: nn.Module, sentences: list[Sentence], vocab: Vocab
         right, wrong = verb_ids(chunk, vocab)
         scores = logits[rows, before_verb]  # (B, vocab): the prediction of the verb
         correct += int((scores[rows, right] > scores[rows, wrong]).sum())
+    model.train(was_training)
     return correct / len(sentences)
 
 

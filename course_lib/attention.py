@@ -11,6 +11,7 @@ Mask convention, the same as ``torch.nn.functional.scaled_dot_product_attention`
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"k and v must have the same number of keys: k is {shape_str(k.shape)}, "
                          f"v is {shape_str(v.shape)}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype} and {v.dtype}; "
+                        f"convert with .float() (or .double()) first")
     try:
         torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except RuntimeError:
@@ -83,10 +87,21 @@ def scaled_softmax_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor 
     return scores.softmax(dim=-1)  # over the keys: each query's weights sum to 1
 
 
+def _as_int(value, name: str) -> int:
+    """An int from any integer type (int, numpy integer, 0-d integer tensor); TypeError otherwise."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
 def causal_mask(T: int, device=None) -> torch.Tensor:
     """``(T, T)`` bool, True on and below the diagonal: position t may attend to positions 0..t."""
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"causal_mask needs a sequence length T >= 1, got {T!r}")
+    T = _as_int(T, "T")
+    if T < 1:
+        raise ValueError(f"causal_mask needs a sequence length T >= 1, got {T}")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
@@ -96,6 +111,8 @@ def padding_mask(lengths, max_len: int | None = None) -> torch.Tensor:
     It broadcasts to ``(batch, heads, query, key)``. ``lengths`` is a list or 1-D tensor of ints >= 1.
     """
     lengths = torch.as_tensor(lengths)
+    if lengths.numel() == 0:
+        raise ValueError("padding_mask needs at least one length, got none")
     if lengths.dim() != 1 or lengths.dtype.is_floating_point:
         raise ValueError(f"lengths must be a 1-D sequence of integers (batch,), got shape "
                          f"{shape_str(lengths.shape)} and dtype {lengths.dtype}")
@@ -113,6 +130,7 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """``(batch, time, d_model)`` -> ``(batch, heads, time, d_head)``; head h holds features h*d_head ... (h+1)*d_head-1."""
     require_rank(x, "x", 3, "(batch, time, d_model)", max_rank=3)
     B, T, D = x.shape
+    n_heads = _as_int(n_heads, "n_heads")
     if n_heads < 1 or D % n_heads:
         raise ValueError(f"d_model={D} must be divisible by n_heads={n_heads}: x is {shape_str(x.shape)}")
     return x.view(B, T, n_heads, D // n_heads).transpose(1, 2)

@@ -69,8 +69,10 @@ class TransformerBlock(nn.Module):
             problems.append("norm_first=True")
         if not layer.self_attn.batch_first:
             problems.append("batch_first=True")
-        if getattr(layer, "activation_relu_or_gelu", 0) != 2:
-            problems.append('activation="gelu"')
+        if getattr(layer, "activation_relu_or_gelu", 0) != 2 or getattr(layer.activation, "approximate", "none") != "none":
+            problems.append('activation="gelu" (exact, not the tanh approximation)')
+        if layer.linear1.bias is None or layer.norm1.bias is None:
+            problems.append("bias=True")
         if problems:
             raise ValueError("from_torch needs a layer built with " + ", ".join(problems))
         d_model, d_ff = layer.linear1.in_features, layer.linear1.out_features

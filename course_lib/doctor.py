@@ -115,15 +115,16 @@ def time_tiny_training(steps: int = 40) -> float:
     from .language_model import TransformerLM
     from .training import fit, language_model_loss, random_batches
 
-    torch.manual_seed(0)
-    vocab = agreement_vocabulary()
-    ids, _ = encode_sentences(AgreementGrammar(0).sentences(512), vocab)
-    model = TransformerLM(len(vocab), d_model=64, n_heads=4, n_layers=2, max_len=24)
-    make_batch = random_batches(ids, batch_size=64)
-    fit(model, make_batch, language_model_loss, steps=5, progress=False)  # warm-up: first steps are slow
-    start = time.perf_counter()
-    fit(model, make_batch, language_model_loss, steps=steps, progress=False)
-    return (time.perf_counter() - start) / steps
+    with torch.random.fork_rng():  # leave the caller's random state (a lesson's seed) untouched
+        torch.manual_seed(0)
+        vocab = agreement_vocabulary()
+        ids, _ = encode_sentences(AgreementGrammar(0).sentences(512), vocab)
+        model = TransformerLM(len(vocab), d_model=64, n_heads=4, n_layers=2, max_len=24)
+        make_batch = random_batches(ids, batch_size=64)
+        fit(model, make_batch, language_model_loss, steps=5, progress=False)  # warm-up: first steps are slow
+        start = time.perf_counter()
+        fit(model, make_batch, language_model_loss, steps=steps, progress=False)
+        return (time.perf_counter() - start) / steps
 
 
 def check_speed() -> DoctorCheck:

@@ -20,6 +20,8 @@ def sample_photo(size: int = 64) -> torch.Tensor:
     import matplotlib.cbook as cbook
     import matplotlib.image as mpimg
 
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"size must be a positive int (pixels per side), got {size!r}")
     with cbook.get_sample_data("grace_hopper.jpg") as file:
         pixels = torch.tensor(mpimg.imread(file, format="jpg"), dtype=torch.float32) / 255.0  # (H, W, 3)
     image = pixels.permute(2, 0, 1)[None]  # (1, 3, H, W)

@@ -25,6 +25,9 @@ class TransformerLM(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, max_len: int,
                  d_ff: int | None = None, dropout: float = 0.0, positions: str = "learned"):
         super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("max_len", max_len)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         if positions not in ("learned", "sinusoidal"):
             raise ValueError(f'positions must be "learned" or "sinusoidal", got {positions!r}')
         self.vocab_size, self.max_len = vocab_size, max_len

@@ -5,6 +5,7 @@ Lesson 01.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterable, Sequence
 
@@ -56,8 +57,12 @@ class Vocabulary:
             ids = ids.tolist()
         words = []
         for i in ids:
-            if not isinstance(i, int) or not 0 <= i < len(self):
-                raise ValueError(f"token id {i!r} is outside this vocabulary [0, {len(self)})")
+            try:
+                i = operator.index(i)  # int, numpy integer or 0-d integer tensor
+            except TypeError:
+                raise TypeError(f"token ids must be integers, got {type(i).__name__} {i!r}") from None
+            if not 0 <= i < len(self):
+                raise ValueError(f"token id {i} is outside this vocabulary [0, {len(self)})")
             if not (skip_pad and i == self.pad_id):
                 words.append(self.id_to_word[i])
         return words

@@ -187,3 +187,26 @@ def test_split_heads_rejects_indivisible_width():
 def test_from_torch_rejects_other_modules():
     with pytest.raises(TypeError, match="nn.MultiheadAttention, got Linear"):
         MultiHeadAttention.from_torch(nn.Linear(4, 4))
+
+
+def test_integer_arguments_accept_numpy_and_tensor_integers_and_reject_others():
+    import numpy as np
+
+    assert causal_mask(np.int64(3)).shape == (3, 3)
+    assert causal_mask(torch.tensor(2)).shape == (2, 2)
+    with pytest.raises(TypeError, match="T must be an integer, got float 3.0"):
+        causal_mask(3.0)
+    with pytest.raises(TypeError, match="n_heads must be an integer, got float 2.0"):
+        split_heads(torch.randn(1, 2, 4), 2.0)
+
+
+def test_sdpa_rejects_mixed_dtypes():
+    with pytest.raises(TypeError, match="share one dtype, got torch.float64, torch.float32"):
+        scaled_dot_product_attention(torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4), torch.randn(2, 4))
+
+
+def test_padding_mask_rejects_no_lengths_and_zero_lengths():
+    with pytest.raises(ValueError, match="at least one length, got none"):
+        padding_mask([])
+    with pytest.raises(ValueError, match=r"every length must be >= 1, got \[2, 0\]"):
+        padding_mask([2, 0])

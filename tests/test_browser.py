@@ -117,7 +117,6 @@ def test_explorer_renders_and_reacts_in_jupyterlab(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
 
-    started = time.monotonic()
     write_notebook(tmp_path)
     config, runtime = tmp_path / "config", tmp_path / "runtime"
     quiet_settings(config)
@@ -187,4 +186,3 @@ def test_explorer_renders_and_reacts_in_jupyterlab(tmp_path):
                 browser.close()
     finally:
         stop(server, url)
-    assert time.monotonic() - started < 120

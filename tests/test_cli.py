@@ -64,3 +64,13 @@ def test_bench_reports_missed_targets(reference, missed):
     results = {"mha_ratio": 1.3, "block_ratio": 1.0, "train_step_ratio": 1.1, "reference": reference}
     found = [line.split(" = ")[0] for line in bench.failures(results)]
     assert found == ["mha_ratio", *missed]
+
+
+def test_doctor_speed_probe_leaves_the_callers_random_state_alone():
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    doctor.time_tiny_training(steps=2)
+    assert torch.equal(torch.rand(3), expected)

@@ -133,3 +133,17 @@ def test_make_shapes_is_seeded_and_classes_differ():
     assert images.shape == (200, 1, 16, 16) and set(labels.tolist()) == set(range(len(SHAPE_CLASSES)))
     means = torch.stack([images[labels == c].mean(0) for c in range(len(SHAPE_CLASSES))])
     assert torch.cdist(means.flatten(1), means.flatten(1)).fill_diagonal_(99).min() > 0.5
+
+
+def test_decode_accepts_numpy_ids_and_rejects_non_integers():
+    import numpy as np
+
+    vocab = Vocabulary(["the", "dog"])
+    assert vocab.decode(np.array([3, 4])) == ["the", "dog"]
+    with pytest.raises(TypeError, match="token ids must be integers, got float 3.5"):
+        vocab.decode([3.5])
+
+
+def test_sample_photo_rejects_impossible_sizes():
+    with pytest.raises(ValueError, match="positive int.*got 0"):
+        sample_photo(0)

@@ -159,3 +159,18 @@ def test_position_modules_add_one_vector_per_position():
         learned(torch.zeros(2, 11, 8))
     with pytest.raises(ValueError, match="even d"):
         sinusoidal_positions(4, 7)
+
+
+def test_block_from_torch_rejects_what_it_cannot_reproduce():
+    tanh_gelu = nn.TransformerEncoderLayer(16, 4, batch_first=True, norm_first=True,
+                                           activation=nn.GELU(approximate="tanh"))
+    with pytest.raises(ValueError, match="not the tanh approximation"):
+        TransformerBlock.from_torch(tanh_gelu)
+    no_bias = nn.TransformerEncoderLayer(16, 4, batch_first=True, norm_first=True, activation="gelu", bias=False)
+    with pytest.raises(ValueError, match="bias=True"):
+        TransformerBlock.from_torch(no_bias)
+
+
+def test_language_model_rejects_impossible_sizes():
+    with pytest.raises(ValueError, match="vocab_size must be a positive int, got 0"):
+        TransformerLM(vocab_size=0, d_model=16, n_heads=4, n_layers=1, max_len=8)

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_FOLDERS = ("notebooks", "exercises", "solutions")
-MACHINE_PATH = re.compile(r"(/work/|/root/|/home/[a-z_][a-z0-9_-]*/|/Users/[^/\s]+/|[A-Z]:\\\\Users\\\\|/tmp/ipykernel)")
+MACHINE_PATH = re.compile(r"(/work/|/root/|/tmp/|/home/[a-z_][a-z0-9_-]*/|/Users/[^/\s]+/|[A-Z]:\\\\Users\\\\)")
 IGNORE_MARKERS = ("NBVAL_IGNORE_OUTPUT", "nbval-ignore-output")
 
 
@@ -63,7 +63,9 @@ def test_notebook_has_no_errors_machine_paths_or_skips(path):
         for output in cell.get("outputs", []):
             assert expects_error or output["output_type"] != "error", \
                 f"{name(path)} code cell {index} has an error output: {output.get('ename')}"
-            text = json.dumps(output.get("text", "")) + json.dumps(output.get("data", {}).get("text/plain", ""))
+            data = output.get("data", {})
+            text = json.dumps(output.get("text", "")) + json.dumps(data.get("text/plain", "")) + \
+                json.dumps(data.get("text/html", ""))
             match = MACHINE_PATH.search(text)
             assert not match, f"{name(path)} code cell {index} shows a machine path: {match.group(0)}"
 

@@ -95,3 +95,10 @@ def test_ablating_a_head_zeroes_exactly_its_features():
     with pytest.raises(ValueError, match=r"\(layer, head\)=\(2, 0\) is outside this model's 2 layers x 4 heads"):
         with ablate_heads(model, [(2, 0)]):
             pass
+
+
+def test_agreement_accuracy_leaves_the_model_in_its_mode():
+    model, _ = small_training(seed=0, steps=2)
+    model.train()
+    agreement_accuracy(model, AgreementGrammar(2).sentences(5), agreement_vocabulary())
+    assert model.training
