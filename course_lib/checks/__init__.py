@@ -10,6 +10,8 @@ course_lib's reference. It returns a ``CheckResult`` that shows as one line:
 A check never raises: an unfinished exercise (``raise NotImplementedError``) reads "not implemented
 yet", and any other error, a missing ``return``, a wrong shape or dtype, NaN, or a changed input is
 explained in that one line.
+
+``time_checks()`` returns how long each check takes on a right answer (``python -m course_lib bench``).
 """
 
 from ._core import CheckResult
@@ -19,6 +21,7 @@ from .learning import check_cross_entropy, check_sgd_step, check_training_step
 from .multi_head import check_merge_heads, check_multi_head_attention, check_split_heads
 from .positions import check_add_positions, check_position_similarity, check_sinusoidal_positions
 from .self_attention import check_causal_mask, check_is_permutation_equivariant, check_scaled_dot_product_attention
+from .timing import REFERENCE_SOLUTIONS, time_checks
 
 # The exercises of each lesson, in the order the exercise notebooks present them.
 EXERCISES = {

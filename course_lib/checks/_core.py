@@ -8,7 +8,9 @@ its inputs), the check turns it into a ``CheckResult`` whose one line says what 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -86,9 +88,25 @@ def _first_line(error: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# PyTorch's kernels raise NotImplementedError ("... not implemented for 'Long'") or RuntimeError ("...
+# Expected a floating point ... Got Long") when they get integers where they need floats.
+_INTEGER_DTYPE = re.compile(r"not implemented for '(Long|Int|Short|Char|Byte|Bool)'"
+                            r"|(floating point|float).*\bGot:? (Long|Int|Short|Char|Byte|Bool)\b")
+
+
+def _integer_dtype_error(error: BaseException, label: str) -> str:
+    return (f"uses an integer (or bool) tensor where a float is needed ({label}): convert it with .float(), or "
+            f"check the order of the arguments (PyTorch: {_first_line(error)})")
+
+
 def describe_exception(error: Exception, label: str) -> str:
     """A learner-facing sentence for an exception the learner's code raised on the input ``label``."""
     text = str(error)
+    if _INTEGER_DTYPE.search(text):
+        return _integer_dtype_error(error, label)
+    if "Boolean value of Tensor with more than one" in text:
+        return (f"uses a tensor as a True/False condition ({label}), as in `if mask:`; a tensor of several "
+                f"values is neither: use `if mask is not None:`")
     if "view size is not compatible" in text:
         return (f"calls .view() on a tensor whose memory is not laid out in that order ({label}): "
                 f"use .reshape(...), or .contiguous().view(...)")
@@ -106,7 +124,8 @@ def call(candidate: Callable, args: Sequence, names: Sequence[str], label: str, 
         warnings.simplefilter("always")
         try:
             result = candidate(*args)
-        except NotImplementedError:
+        except NotImplementedError as error:
+            _explain_not_implemented(error, candidate, label)
             raise _NotImplementedYet from None
         except Exception as error:
             if any("`x.T`" in str(w.message) for w in caught):
@@ -119,6 +138,56 @@ def call(candidate: Callable, args: Sequence, names: Sequence[str], label: str, 
                 raise Fail(f"changes its input `{name}` in place ({label}): build a new tensor instead "
                            f"(write `y = x + ...`, not `x += ...` or `x[...] = ...`)")
     return result
+
+
+def _own_code(candidate) -> set:
+    """The code of the learner's candidate: the function itself, or every method its class defines
+    (``__init__``, ``forward``, helpers), so an unfinished part of the exercise reads "not implemented yet"."""
+    target = candidate.func if isinstance(candidate, functools.partial) else candidate
+    codes = set()
+    try:
+        code = getattr(inspect.unwrap(target), "__code__", None)
+    except ValueError:  # a cycle of __wrapped__
+        code = None
+    if code is not None:
+        codes.add(code)
+    if inspect.isfunction(target) or inspect.ismethod(target):
+        return codes
+    cls = target if isinstance(target, type) else type(target)
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] in ("torch", "builtins"):
+            continue  # nn.Module's own forward raises NotImplementedError when a module has none
+        for value in vars(klass).values():
+            function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+            if inspect.isfunction(function):
+                codes.add(function.__code__)
+    return codes
+
+
+def _explain_not_implemented(error: NotImplementedError, candidate, label: str) -> None:
+    """Return if ``candidate`` itself is unfinished; otherwise raise ``Fail`` naming what raised.
+
+    PyTorch raises NotImplementedError for a wrong dtype, and a finished function may call another
+    exercise's unfinished function: neither is this exercise's `raise NotImplementedError`.
+    """
+    if _INTEGER_DTYPE.search(str(error)):
+        raise Fail(_integer_dtype_error(error, label))
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return
+    frame = traceback.tb_frame
+    if frame.f_code in _own_code(candidate):
+        return
+    if frame.f_globals.get("__name__", "").split(".")[0] == "torch":
+        if frame.f_code.co_name == "_forward_unimplemented":
+            raise Fail("has no forward method: define `def forward(self, x, mask=None):` in the class")
+        raise Fail(describe_exception(error, label))
+    name = frame.f_code.co_qualname
+    if "<locals>" in name or name.startswith("<"):
+        name = frame.f_code.co_name
+    raise Fail(f"calls `{name}`, which is not implemented yet: finish that exercise first")
 
 
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -161,6 +230,8 @@ def fmt_values(t: torch.Tensor, limit: int = 6) -> str:
 
 
 def _first_difference(got: torch.Tensor, expected: torch.Tensor) -> str:
+    if got.dim() == 0:
+        return f"expected {fmt_values(expected)[1:-1]}, got {fmt_values(got)[1:-1]}"
     g, e = got.detach().to(torch.float64), expected.detach().to(torch.float64)
     wrong = ~torch.isclose(g, e, atol=1e-5, rtol=1e-4, equal_nan=True)
     index = tuple(int(i) for i in wrong.nonzero()[0]) if wrong.any() else ()
@@ -192,7 +263,8 @@ def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), wh
                    f"{shape_str(expected.shape)}")
     if close(got, expected, atol, rtol) and bool(torch.isfinite(got.detach().to(torch.float64)).all()):
         if got.dtype != expected.dtype:
-            raise Fail(f"{what} has dtype {got.dtype} ({label}); expected {expected.dtype}")
+            raise Fail(f"{what} {'have' if _is_plural(what) else 'has'} dtype {got.dtype} ({label}); "
+                       f"expected {expected.dtype}")
         return
     for diagnosis, wrong in mistakes:
         try:
@@ -205,15 +277,26 @@ def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), wh
         diagnosis = diagnose(got)
         if diagnosis:
             raise Fail(f"{diagnosis} ({label})")
+    plural = _is_plural(what)
+    has, is_, contains = ("have", "are", "contain") if plural else ("has", "is", "contains")
     if got.shape != expected.shape:
-        raise Fail(f"{what} has shape {shape_str(got.shape)} ({label}); expected {shape_str(expected.shape)}")
+        raise Fail(f"{what} {has} shape {shape_str(got.shape)} ({label}); expected {shape_str(expected.shape)}")
     if got.dtype != expected.dtype and (got.dtype == torch.bool) != (expected.dtype == torch.bool):
-        raise Fail(f"{what} has dtype {got.dtype} ({label}); expected {expected.dtype}")
+        raise Fail(f"{what} {has} dtype {got.dtype} ({label}); expected {expected.dtype}")
     if got.is_floating_point() and not bool(torch.isfinite(got).all()):
         bad = "NaN" if bool(torch.isnan(got).any()) else "inf"
-        raise Fail(f"{what} contains {bad} ({label}); expected finite values like {fmt_values(expected)}")
-    raise Fail(f"{what} is wrong ({label}): {_first_difference(got, expected)}; "
+        raise Fail(f"{what} {contains} {bad} ({label}); expected finite values like {fmt_values(expected)}")
+    if got.dim() == 0:
+        raise Fail(f"{what} {is_} wrong ({label}): {_first_difference(got, expected)}")
+    raise Fail(f"{what} {is_} wrong ({label}): {_first_difference(got, expected)}; "
                f"expected {fmt_values(expected)}, got {fmt_values(got)}")
+
+
+def _is_plural(what: str) -> bool:
+    """Whether ``what`` ("the weights", "the loss", "parameter 0 after the step") takes a plural verb."""
+    words = what.split()
+    noun = words[1] if len(words) > 1 and words[0] in ("the", "a", "an", "your") else words[0] if words else ""
+    return noun.endswith("s") and not noun.endswith("ss")
 
 
 class Inputs:

@@ -122,10 +122,16 @@ def check_multi_head_attention(candidate) -> str:
             if not isinstance(layer, nn.Linear) or (layer.in_features, layer.out_features) != (d_model, d_model):
                 raise Fail(f"{built} needs self.{name} = nn.Linear(d_model, d_model); got "
                            f"{type(layer).__name__ if layer is not None else 'no such attribute'}")
+            if layer.bias is None:
+                raise Fail(f"{built}: self.{name} has no bias: use nn.Linear(d_model, d_model) with its bias "
+                           f"(bias=True, the default), as in course_lib's MultiHeadAttention")
             try:
                 layer.load_state_dict(getattr(ref, name).state_dict())
             except Exception as error:
-                raise Fail(f"could not load weights into self.{name}: {str(error).splitlines()[0]}") from None
+                # PyTorch's message spans several lines, the first one saying only "Error(s) in ...:".
+                detail = " ".join(str(error).split())
+                detail = detail if len(detail) <= 200 else detail[:199] + "…"
+                raise Fail(f"could not load weights into self.{name}: {detail}") from None
         model.eval()
         T = 4
         keep_one = torch.zeros(T, T, dtype=torch.bool)

@@ -60,6 +60,10 @@ def _unpack_pair(got, label: str, expected_out, expected_weights, what: str = "(
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         raise Fail(f"returns a {type(got).__name__} ({label}); expected the pair {what}")
     out, weights = got
+    if weights is None and isinstance(out, torch.Tensor):
+        raise Fail(f"returns the weights as None ({label}): return the weights too, {what}")
+    if out is None and isinstance(weights, torch.Tensor):
+        raise Fail(f"returns the output as None ({label}): return the output too, {what}")
     if (isinstance(out, torch.Tensor) and isinstance(weights, torch.Tensor) and out.shape != expected_out.shape
             and out.shape == expected_weights.shape and weights.shape == expected_out.shape):
         raise Fail(f"returns (weights, output) ({label}): return {what}, in that order")
