@@ -11,8 +11,12 @@ The exercise notebook is then executed top to bottom in exercises/, so its store
 learner sees on a fresh run (checks saying "not implemented yet").
 
 A learner's work is never lost: each built notebook stores a fingerprint of its content in its metadata.
-If the notebook on disk no longer matches its fingerprint (someone edited it), build copies it to
-exercises/backups/ before writing, and says so.
+If the notebook on disk no longer matches its fingerprint (someone edited it), or cannot be read as a
+notebook at all (half a file after a merge conflict), build copies it as it is to exercises/backups/
+before writing, and says so.
+
+Notebooks run in a kernel of the Python that runs the builder (not whatever "python3" names on a
+JupyterHub); the kernel's start-up chatter on stderr is dropped, anything else it prints is passed on.
 """
 
 from __future__ import annotations
@@ -109,22 +113,76 @@ def exercise_from_solution(solution, source_name: str):
     return exercise
 
 
-def execute(notebook, folder: Path, label: str, timeout: int = 300):
-    """Run every cell in a fresh python3 kernel started in ``folder``; raise BuildError on a cell's error."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+# What an ipykernel prints on its own stderr at every start: log lines below ERROR and debugpy's notes.
+KERNEL_NOISE = re.compile(r"^\[IPKernelApp\] (DEBUG|INFO|WARNING) \|"
+                          r"|^\d+\.\d+s - (Debugger warning|make the debugger|to python to disable|Note: Debugging)")
 
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=False,
-                            record_timing=False, resources={"metadata": {"path": str(folder)}})
-    try:
-        client.execute()
-    except CellExecutionError as error:
-        failing = next((i for i, c in enumerate(notebook.cells)
-                        if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        where = f"cell {failing + 1}" if failing is not None else "a cell"
-        detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise BuildError(f"{label}: {where} raised an error when executed: {detail}") from None
+
+def kernel_noise(line: str) -> bool:
+    """True for a line a kernel prints at every start (e.g. "running over TCP without encryption")."""
+    return bool(KERNEL_NOISE.match(line))
+
+
+def _kernel_manager_class():
+    """A kernel manager that runs ipykernel with this interpreter, whatever "python3" means elsewhere.
+
+    On a JupyterHub the "python3" kernelspec can belong to another environment, without course_lib or
+    with other versions: the exercises must run where the builder runs.
+    """
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+
+    class CurrentPythonKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self):
+            if self._kernel_spec is None:
+                self._kernel_spec = KernelSpec(
+                    argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    display_name="Python 3 (ipykernel)", language="python")
+            return self._kernel_spec
+
+    return CurrentPythonKernelManager
+
+
+def execute(notebook, folder: Path, label: str, timeout: int = 300):
+    """Run every cell in a fresh kernel of this Python started in ``folder``; raise BuildError on a cell's error.
+
+    The kernel's own stderr is captured: its start-up chatter is dropped, anything else is passed on.
+    """
+    import tempfile
+
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    # kernel_name only names the kernel (ipykernel, so no history file); the manager picks the interpreter.
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            kernel_manager_class=_kernel_manager_class(), allow_errors=False, record_timing=False,
+                            resources={"metadata": {"path": str(folder)}})
+    with tempfile.TemporaryFile() as kernel_stderr:
+        try:
+            client.execute(stderr=kernel_stderr)
+        except CellExecutionError as error:
+            failing = next((i for i, c in enumerate(notebook.cells)
+                            if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+            where = f"cell {failing + 1}" if failing is not None else "a cell"
+            detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise BuildError(f"{label}: {where} raised an error when executed: {detail}") from None
+        except (CellTimeoutError, DeadKernelError, RuntimeError) as error:
+            detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            lines = _kernel_messages(kernel_stderr)
+            said = f"; the kernel said: {lines[-1]}" if lines else ""
+            raise BuildError(f"{label}: the kernel failed ({type(error).__name__}: {detail}){said}") from None
+        finally:
+            for line in _kernel_messages(kernel_stderr):
+                print(line, file=sys.stderr)
     return notebook
+
+
+def _kernel_messages(stream) -> list[str]:
+    """What the kernel wrote to its stderr, start-up chatter left out."""
+    stream.seek(0)
+    text = stream.read().decode("utf-8", errors="replace")
+    return [line for line in text.splitlines() if line.strip() and not kernel_noise(line)]
 
 
 # --- comparing notebooks the way nbval does ---------------------------------------------------------------------
@@ -267,6 +325,16 @@ def backup(existing: Path, paths: Paths) -> Path:
     return target
 
 
+def read_notebook(path: Path):
+    """The notebook at ``path``, or None if it cannot be read as one (not JSON, not a notebook)."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception:  # NotJSONError, a validation or encoding error: all mean the same to the builder
+        return None
+
+
 def is_edited(notebook, rules) -> bool:
     """True when a notebook's content no longer matches the fingerprint build stored in it."""
     stored = notebook.metadata.get(METADATA_KEY, {}).get("fingerprint")
@@ -292,7 +360,12 @@ def run_build(paths: Paths, names: list[str], rules) -> int:
         shown = paths.show(target)
         built = build_notebook(solution_path, paths, rules)
         if target.exists():
-            existing = nbformat.read(target, as_version=4)
+            existing = read_notebook(target)
+            if existing is None:  # half a file after a merge conflict, say: keep it as it is, write a new one
+                saved = backup(target, paths)
+                print(f"{shown}: not a readable notebook; saved it as {paths.show(saved)} and wrote a new one")
+                nbformat.write(built, target)
+                continue
             if fingerprint(existing, rules) == built.metadata[METADATA_KEY]["fingerprint"]:
                 print(f"{shown}: up to date")
                 continue
@@ -305,8 +378,6 @@ def run_build(paths: Paths, names: list[str], rules) -> int:
 
 
 def run_check(paths: Paths, names: list[str], rules, outputs: bool = True) -> int:
-    import nbformat
-
     problems = []
     selected = _select(paths, names)
     for solution_path in selected:
@@ -315,8 +386,11 @@ def run_check(paths: Paths, names: list[str], rules, outputs: bool = True) -> in
         if not target.exists():
             problems.append(f"{shown}: missing; run `python -m course_lib exercises build`")
             continue
+        committed = read_notebook(target)
+        if committed is None:
+            problems.append(f"{shown}: not a readable notebook")
+            continue
         built = build_notebook(solution_path, paths, rules, run=outputs)
-        committed = nbformat.read(target, as_version=4)
         problems += [f"{shown}: {line}" for line in differences(committed, built, rules, outputs)]
     if not names:
         sources = {p.name for p in selected}

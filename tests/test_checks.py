@@ -813,7 +813,7 @@ def test_integer_tensor_where_a_float_is_needed(check, implementation, pytorch):
     result = check(implementation)
     assert not result.passed and result.implemented, repr(result)
     assert "uses an integer (or bool) tensor where a float is needed" in result.message, repr(result)
-    assert f"(PyTorch: " in result.message and pytorch in result.message
+    assert "(PyTorch: " in result.message and pytorch in result.message
     assert "not implemented yet" not in result.message
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
@@ -14,7 +15,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from course_lib import checks
 from course_lib.exercise_builder import (
-    BEGIN, END, BuildError, differences, exercise_from_solution, fingerprint, load_sanitizers, main,
+    BEGIN, END, BuildError, differences, exercise_from_solution, fingerprint, kernel_noise, load_sanitizers, main,
     solution_regions, strip_solutions,
 )
 
@@ -138,7 +139,7 @@ DEMO_CHECK = ("try:\n    print('double(2) =', double(2))\nexcept NotImplementedE
 
 
 def _scratch_repo(tmp_path, solution_cells):
-    (tmp_path / "solutions").mkdir()
+    (tmp_path / "solutions").mkdir(parents=True)
     shutil.copy(REPO / "nbval_sanitize.cfg", tmp_path / "nbval_sanitize.cfg")
     nb = _solution_notebook(solution_cells)
     nbformat.write(nb, tmp_path / "solutions" / "01_demo.ipynb")
@@ -220,6 +221,58 @@ def test_a_cell_that_fails_when_executed_stops_the_build_naming_it(tmp_path, cap
     err = capsys.readouterr().err
     assert "cell 2 raised an error when executed" in err and "NotImplementedError" in err
     assert not exercise_path.exists()
+
+
+def test_an_unreadable_exercise_is_backed_up_as_it_is_and_rebuilt(tmp_path, capsys):
+    root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
+    assert main(["build", "--root", str(root)]) == 0
+    good = exercise_path.read_bytes()
+    conflicted = b"<<<<<<< HEAD\n" + good[: len(good) // 2]  # half a notebook after a merge conflict
+    exercise_path.write_bytes(conflicted)
+    capsys.readouterr()
+
+    assert main(["build", "--check", "--root", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "exercises/01_demo.ipynb: not a readable notebook" in captured.out
+    assert "Traceback" not in captured.out + captured.err and exercise_path.read_bytes() == conflicted
+
+    assert main(["build", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"exercises/01_demo\.ipynb: not a readable notebook; saved it as "
+                     r"exercises/backups/01_demo\.\d{8}-\d{6}\.ipynb and wrote a new one", out), out
+    backups = list((root / "exercises" / "backups").glob("01_demo.*.ipynb"))
+    assert len(backups) == 1 and backups[0].read_bytes() == conflicted
+    assert _read(exercise_path).cells[1].outputs[0]["text"] == "double: not implemented yet\n"
+    assert main(["build", "--check", "--root", str(root)]) == 0
+
+
+@pytest.mark.parametrize("line, noise", [
+    ("[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...", True),
+    ("0.00s - Debugger warning: It seems that frozen modules are being used, which may", True),
+    ("[IPKernelApp] ERROR | Exception in message handler:", False),
+    ("Traceback (most recent call last):", False),
+    ("real trouble", False),
+])
+def test_kernel_noise_is_only_the_start_up_chatter(line, noise):
+    assert kernel_noise(line) is noise
+
+
+def test_build_runs_this_python_quietly_but_passes_real_kernel_errors_on(tmp_path, capfd, monkeypatch):
+    # A "python3" kernelspec of another environment, as on a JupyterHub: the builder must not use it.
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(tmp_path / "elsewhere" / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Another Python", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    show = new_code_cell("import os, sys\nprint(sys.executable)\nos.write(2, b'a real problem\\n')")
+    root, exercise_path = _scratch_repo(tmp_path / "repo", [new_code_cell(SOLUTION_CELL), show])
+    capfd.readouterr()
+    assert main(["build", "--root", str(root)]) == 0
+    err = capfd.readouterr().err
+    assert _read(exercise_path).cells[1].outputs[0]["text"] == sys.executable + "\n"
+    assert "IPKernelApp" not in err and "without encryption" not in err, err
+    assert "a real problem" in err  # written straight to the kernel's stderr, not to the cell
 
 
 # --- the course's own notebooks --------------------------------------------------------------------------------------
