@@ -3,7 +3,7 @@ does the reference result hold on this machine?
 
 Each ratio is course time / PyTorch time for forward + backward, measured side by side (alternating
 rounds, median of rounds) in one run. Targets: every ratio <= 1.25; the reference reaches >= 99 %
-agreement accuracy and a subject head >= 0.8 in <= 20 s.
+agreement accuracy and a subject head >= 0.8 in <= 20 s; every exercise check answers within 1 s.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from .reference import REFERENCE_CONFIG, train_reference_model
 
 RATIO_TARGET = 1.25
 TARGETS = {"mha_ratio": RATIO_TARGET, "block_ratio": RATIO_TARGET, "train_step_ratio": RATIO_TARGET,
-           "reference.seconds": 20.0, "reference.agreement_accuracy": 0.99, "reference.subject_head_weight": 0.8}
+           "reference.seconds": 20.0, "reference.agreement_accuracy": 0.99, "reference.subject_head_weight": 0.8,
+           "checks.slowest_seconds": 1.0}
 
 
 def compare(ours: Callable[[], None], theirs: Callable[[], None], rounds: int = 15, per_round: int = 5) -> dict:
@@ -120,6 +121,12 @@ def run_bench(reference: bool = True) -> dict:
         results[f"{name}_ratio"] = round(d["ratio"], 3)
     results["details_ms"] = {name: {k: round(v, 3) for k, v in d.items() if k.endswith("_ms")}
                              for name, d in details.items()}
+    from .checks import time_checks
+
+    seconds = time_checks()  # each exercise check on a right answer: a learner waits this long for the verdict
+    slowest = max(seconds, key=seconds.get)
+    results["checks"] = {"slowest": slowest, "slowest_seconds": round(seconds[slowest], 3),
+                         "total_seconds": round(sum(seconds.values()), 3), "count": len(seconds)}
     if reference:
         start = time.perf_counter()
         run = train_reference_model(progress=False)
@@ -151,6 +158,9 @@ def format_table(results: dict) -> str:
         d = results["details_ms"][name]
         rows.append(f"{name:<14}{d['ours_ms']:>13.2f}{d['theirs_ms']:>14.2f}{results[name + '_ratio']:>8.2f}"
                     f"{'<= ' + str(RATIO_TARGET):>9}")
+    c = results["checks"]
+    rows.append(f"exercise checks: slowest {c['slowest']} {c['slowest_seconds']:.2f} s (target <= 1), "
+                f"all {c['count']} in {c['total_seconds']:.2f} s")
     if "reference" in results:
         r = results["reference"]
         rows.append(f"reference: {r['seconds']:.1f} s (target <= 20), agreement accuracy "

@@ -51,6 +51,10 @@ def test_bench_json_has_the_documented_keys():
     for key in ("mha_ratio", "block_ratio", "train_step_ratio"):
         assert isinstance(results[key], float) and results[key] > 0
     assert set(results["details_ms"]["mha"]) == {"ours_ms", "theirs_ms"}
+    from course_lib.checks import EXERCISES
+
+    assert results["checks"]["count"] == sum(len(names) for names in EXERCISES.values())
+    assert results["checks"]["slowest_seconds"] > 0
     table = bench.format_table(results)
     assert "mha" in table and "train_step" in table
 
@@ -61,7 +65,8 @@ def test_bench_json_has_the_documented_keys():
      ["reference.seconds", "reference.agreement_accuracy", "reference.subject_head_weight"]),
 ])
 def test_bench_reports_missed_targets(reference, missed):
-    results = {"mha_ratio": 1.3, "block_ratio": 1.0, "train_step_ratio": 1.1, "reference": reference}
+    results = {"mha_ratio": 1.3, "block_ratio": 1.0, "train_step_ratio": 1.1, "reference": reference,
+               "checks": {"slowest_seconds": 0.4}}
     found = [line.split(" = ")[0] for line in bench.failures(results)]
     assert found == ["mha_ratio", *missed]
 
