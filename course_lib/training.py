@@ -6,8 +6,10 @@ it how to make a batch and how to compute the loss on one.
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,9 +65,6 @@ def fit(model: nn.Module, make_batch: Callable[[int], tuple], loss_fn: Callable[
     and at the end. The learning rate warms up linearly for ``warmup`` steps, then decays to 10 %
     along a cosine.
     """
-    import math
-    import time
-
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
