@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import require_floating, require_nonempty, require_rank, require_tensor, shape_str
+from .validation import require_floating, require_nonempty, require_rank, require_tensor, shape_str
 
 
 def _check_mask(mask, scores_shape: torch.Size, name: str = "mask") -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import require_floating, require_rank, shape_str
+from .validation import require_floating, require_rank, shape_str
 from .attention import MultiHeadAttention
 
 

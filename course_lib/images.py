@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import require_floating, require_rank, shape_str
+from .validation import require_floating, require_rank, shape_str
 
 SHAPE_CLASSES = ("square", "circle", "triangle", "cross")
 

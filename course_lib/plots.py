@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._checks import shape_str
+from .validation import shape_str
 
 
 def _as_numpy(x) -> np.ndarray:

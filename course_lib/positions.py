@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import require_rank, shape_str
+from .validation import require_rank, shape_str
 
 
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> torch.Tensor:

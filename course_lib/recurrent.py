@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import require_token_ids
+from .validation import require_token_ids
 
 
 class GRULanguageModel(nn.Module):

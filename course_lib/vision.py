@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import require_floating, require_rank, shape_str
+from .validation import require_floating, require_rank, shape_str
 from .block import TransformerStack, init_weights
 from .classifier import POOLINGS, pool
 from .images import image_to_patches

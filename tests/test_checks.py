@@ -733,7 +733,7 @@ def test_wrong_dtype_is_reported():
 
 def test_wrong_shape_is_reported():
     result = check_attend(lambda q, k, v: (torch.softmax(k @ q, -1) @ v)[None])
-    assert not result.passed and "shape (1, 4)" in result.message and "expected (4)" in result.message
+    assert not result.passed and "shape (1, 4)" in result.message and "expected (4,)" in result.message
 
 
 def test_unrecognised_mistake_shows_expected_and_got():

@@ -13,7 +13,8 @@ import torch
 
 from course_lib import TransformerLM, agreement_corpus, agreement_vocabulary, seed_everything
 from course_lib.analysis import ablation_effects, agreement_accuracy, capture_attention, head_scores
-from course_lib.widgets import AVERAGE, AttentionExplorer, AttentionPlayground, HeadReport, head_report
+from course_lib.head_report import HeadReport, head_report
+from course_lib.widgets import AVERAGE, AttentionExplorer, AttentionPlayground
 
 TOKENS = ["<bos>", "the", "dog", "near", "the", "cats", "runs", "."]
 EVIL = ["<script>alert(1)</script>", "<b>x</b>", "a&b", '"quoted"', "$x$", "plain"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..validation import shape_str
+
 NOT_IMPLEMENTED = "not implemented yet (replace the `raise NotImplementedError` line with your code)"
 
 
@@ -202,10 +204,6 @@ def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5, rtol: float = 1e
         return False
     a, b = a.detach().to(torch.float64), b.detach().to(torch.float64)
     return bool(torch.allclose(a, b, atol=atol, rtol=rtol, equal_nan=True))
-
-
-def shape_str(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
 def fmt_number(x: float) -> str:

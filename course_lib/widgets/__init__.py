@@ -1,4 +1,4 @@
-"""Widgets to look inside attention: explore every head, play with one softmax, report what heads learned.
+"""Widgets to look inside attention: explore every head, play with one softmax.
 
 Lessons 03 and 09. Built from core ipywidgets and matplotlib only: no JavaScript of our own, no CDN,
 so they work offline in JupyterLab 4, Notebook 7 and VS Code. Python draws each view and sends only
@@ -7,7 +7,8 @@ that picture to the browser; the state lives in Python, where you can read, set 
     AttentionExplorer(attention, tokens)       attention (layers, heads, query, key) of one sentence
     AttentionExplorer.from_model(model, ids, tokens)
     AttentionPlayground(words, keys, values, queries)   one query, one softmax, live (lesson 03)
-    head_report(model, sentences, vocab) -> HeadReport  every head scored and ablated (lesson 09)
+
+Every head scored against the grammar and silenced in turn is ``course_lib.head_report`` (analysis, not a widget).
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import numpy as np
 import torch
 import traitlets
 
-from .analysis import capture_attention
-from .widgets_playground import AttentionPlayground
-from .widgets_render import (as_attention, check_tokens, compare_html, escape, heatmap_html, thumbnail_png,
+from ..analysis import capture_attention
+from .playground import AttentionPlayground
+from .render import (as_attention, check_tokens, compare_html, escape, heatmap_html, thumbnail_png,
                              token_view_html)
-from .widgets_report import HeadReport, head_report
 
-__all__ = ["AVERAGE", "AttentionExplorer", "AttentionPlayground", "HeadReport", "StateError", "head_report"]
+__all__ = ["AVERAGE", "AttentionExplorer", "AttentionPlayground", "StateError"]
 
 AVERAGE = "average"
 VIEWS = ("heatmap", "tokens", "grid", "compare")

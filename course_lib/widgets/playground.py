@@ -12,8 +12,8 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from ._checks import shape_str
-from .widgets_render import _to_numpy, check_tokens, escape
+from ..validation import shape_str, to_numpy
+from .render import check_tokens, escape
 
 # A hand-made example in two dimensions: axis 0 ~ "is a thing", axis 1 ~ "is an action or relation".
 EXAMPLE_WORDS = ["the", "cat", "sat", "on", "the", "mat"]
@@ -36,7 +36,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def _matrix(x, name: str, rows: int, cols: int | None = None) -> np.ndarray:
-    a = _to_numpy(x if not isinstance(x, list) else np.asarray(x, dtype=float), name)
+    a = to_numpy(x if not isinstance(x, list) else np.asarray(x, dtype=float), name)
     if a.ndim != 2 or a.shape[0] != rows or (cols is not None and a.shape[1] != cols):
         want = f"({rows}, {'d' if cols is None else cols})"
         raise ValueError(f"{name} must have shape {want}, one row per word, got {shape_str(a.shape)}")

@@ -5,6 +5,7 @@ Every message names what was expected and what came, so a learner can fix the ca
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -53,3 +54,14 @@ def require_token_ids(ids, name: str, vocab_size: int, max_len: int | None = Non
         raise ValueError(f"{name} has {ids.shape[1]} positions but the model was built with "
                          f"max_len={max_len}: shape {shape_str(ids.shape)}")
     return ids.long()
+
+
+def to_numpy(x, name: str) -> np.ndarray:
+    """A tensor or numeric numpy array as a float64 numpy array (a clear TypeError for anything else)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().to(torch.float64).numpy()
+    if isinstance(x, np.ndarray):
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise TypeError(f"{name} must hold numbers, got a numpy array of dtype {x.dtype}")
+        return x.astype(np.float64)
+    raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {type(x).__name__}")

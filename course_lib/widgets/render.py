@@ -15,23 +15,13 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from ._checks import shape_str
+from ..validation import shape_str, to_numpy
 
 ROW_SUM_TOLERANCE = 1e-3
 CMAP = "Blues"
 
 
 # ---------------------------------------------------------------- inputs
-
-def _to_numpy(x, name: str) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
-    if isinstance(x, np.ndarray):
-        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-            raise TypeError(f"{name} must hold numbers, got a numpy array of dtype {x.dtype}")
-        return x.astype(np.float64)
-    raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {type(x).__name__}")
-
 
 def check_tokens(tokens, name: str = "tokens") -> list[str]:
     """A list of strings, one per position."""
@@ -59,7 +49,7 @@ def as_attention(attention, tokens, normalize: bool = False) -> tuple[np.ndarray
             raise ValueError("attention is an empty list; expected one (heads, query, key) array per layer")
         layers = []
         for i, layer in enumerate(attention):
-            a = _to_numpy(layer, f"attention[{i}]")
+            a = to_numpy(layer, f"attention[{i}]")
             if a.ndim == 4 and a.shape[0] == 1:
                 a = a[0]
             if a.ndim != 3:
@@ -71,7 +61,7 @@ def as_attention(attention, tokens, normalize: bool = False) -> tuple[np.ndarray
             layers.append(a)
         a = np.stack(layers)
     else:
-        a = _to_numpy(attention, "attention")
+        a = to_numpy(attention, "attention")
         if a.ndim == 5:
             if a.shape[0] != 1:
                 raise ValueError(f"attention holds a batch of {a.shape[0]} sentences, shape {shape_str(a.shape)}; "
