@@ -10,10 +10,22 @@ is the text of a ``# HINT: ...`` comment inside the region. Cells tagged ``solut
 The exercise notebook is then executed top to bottom in exercises/, so its stored outputs are what a
 learner sees on a fresh run (checks saying "not implemented yet").
 
-A learner's work is never lost: each built notebook stores a fingerprint of its content in its metadata.
-If the notebook on disk no longer matches its fingerprint (someone edited it), or cannot be read as a
-notebook at all (half a file after a merge conflict), build copies it as it is to exercises/backups/
-before writing, and says so.
+Only what changed is rebuilt, and a learner's work is never lost. Each built notebook stores two
+fingerprints in its metadata: ``fingerprint`` (cell types, sources and sanitized outputs, as built) and
+``source_fingerprint`` (cell types and sources only: what the solution gives the learner). On build:
+
+- an exercise nobody edited (its content still matches ``fingerprint``) is simply rewritten if what build
+  would write differs, else left alone ("up to date");
+- an exercise a learner edited is left alone, edits in place, while its ``source_fingerprint`` equals that
+  of what build would write now: its solution has not changed since the last build. (A notebook built
+  before ``source_fingerprint`` existed is compared by its ``fingerprint`` with the freshly executed build.)
+  When the solution did change, build copies the learner's notebook to exercises/backups/, then replaces it;
+- a notebook that cannot be read as one (half a file after a merge conflict) is copied as it is to
+  exercises/backups/, then replaced.
+
+Backups are created exclusively (never over another backup, even with two builds at once) and exercises
+are replaced atomically (a temporary file in exercises/, then ``os.replace``); if the exercise changed on
+disk while build ran, that version is backed up too. A read-only exercise is never replaced.
 
 Notebooks run in a kernel of the Python that runs the builder (not whatever "python3" names on a
 JupyterHub); the kernel's start-up chatter on stderr is dropped, anything else it prints is passed on.
@@ -26,9 +38,11 @@ import configparser
 import copy
 import hashlib
 import json
+import os
 import re
-import shutil
+import stat
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,15 +115,25 @@ def exercise_from_solution(solution, source_name: str):
     exercise.metadata = {key: copy.deepcopy(solution.metadata[key])
                          for key in ("kernelspec", "language_info") if key in solution.metadata}
     exercise.metadata[METADATA_KEY] = {"generated_from": f"solutions/{source_name}"}
+    regions = 0
     for index, cell in enumerate(solution.cells):
+        where = f"solutions/{source_name}, cell {index + 1}"
+        if cell.get("cell_type") not in ("code", "markdown", "raw"):
+            raise BuildError(f"{where}: has no valid cell_type (got {cell.get('cell_type')!r})")
+        if not isinstance(cell.get("source"), str):
+            raise BuildError(f"{where}: has no source (a {cell.cell_type} cell needs a \"source\" field)")
         if SOLUTION_ONLY_TAG in cell.get("metadata", {}).get("tags", []):
             continue
         new = copy.deepcopy(cell)
         new.metadata = {key: value for key, value in cell.get("metadata", {}).items() if key == "tags"}
         if cell.cell_type == "code":
-            new.source = strip_solutions(cell.source, f"solutions/{source_name}, cell {index + 1}")
+            new.source = strip_solutions(cell.source, where)
+            regions += len(solution_regions(cell.source))
             new.outputs, new.execution_count = [], None
         exercise.cells.append(new)
+    if not regions:
+        raise BuildError(f"solutions/{source_name}: has no ### BEGIN SOLUTION ... ### END SOLUTION region, so its "
+                         f"exercise would show the whole answer; mark the answer (or leave it out of solutions/)")
     return exercise
 
 
@@ -237,10 +261,19 @@ def normalised_cells(notebook, rules) -> list[dict]:
             for c in notebook.cells]
 
 
+def _hash(value) -> str:
+    payload = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
 def fingerprint(notebook, rules) -> str:
     """A hash of what a learner sees and nbval compares: cell types, sources, sanitized outputs."""
-    payload = json.dumps(normalised_cells(notebook, rules), sort_keys=True, ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return _hash(normalised_cells(notebook, rules))
+
+
+def source_fingerprint(notebook) -> str:
+    """A hash of the cell types and sources only: what a solution gives its exercise, before any run."""
+    return _hash([{"cell_type": c.cell_type, "source": c.source} for c in notebook.cells])
 
 
 def _excerpt(text: str, limit: int = 70) -> str:
@@ -296,8 +329,8 @@ class Paths:
             return path.name
 
 
-def build_notebook(solution_path: Path, paths: Paths, rules, run: bool = True):
-    """The exercise notebook build would write for one solution notebook (executed unless ``run`` is False)."""
+def unexecuted_exercise(solution_path: Path, paths: Paths):
+    """The exercise for one solution notebook, not yet executed, with its ``source_fingerprint`` recorded."""
     import nbformat
 
     label = paths.show(solution_path)
@@ -306,39 +339,169 @@ def build_notebook(solution_path: Path, paths: Paths, rules, run: bool = True):
     except Exception as error:
         raise BuildError(f"{label}: cannot be read as a notebook: {error}") from None
     exercise = exercise_from_solution(solution, solution_path.name)
+    exercise.metadata[METADATA_KEY]["source_fingerprint"] = source_fingerprint(exercise)
+    return exercise
+
+
+def finish(exercise, solution_path: Path, paths: Paths, rules, run: bool = True):
+    """Execute an unexecuted exercise in exercises/ (unless ``run`` is False) and record its ``fingerprint``."""
     if run:
-        paths.exercises.mkdir(parents=True, exist_ok=True)
-        execute(exercise, paths.exercises, f"exercises/{solution_path.name} (built from {label})")
+        try:
+            paths.exercises.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise BuildError(f"{paths.show(paths.exercises)}/: cannot be created ({_reason(error)})") from None
+        execute(exercise, paths.exercises,
+                f"exercises/{solution_path.name} (built from {paths.show(solution_path)})")
     exercise.metadata[METADATA_KEY]["fingerprint"] = fingerprint(exercise, rules)
     return exercise
 
 
-def backup(existing: Path, paths: Paths) -> Path:
-    paths.backups.mkdir(parents=True, exist_ok=True)
+def build_notebook(solution_path: Path, paths: Paths, rules, run: bool = True):
+    """The exercise notebook build would write for one solution notebook (executed unless ``run`` is False)."""
+    return finish(unexecuted_exercise(solution_path, paths), solution_path, paths, rules, run)
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
+
+
+def backup(data: bytes, name: str, paths: Paths) -> Path:
+    """Save ``data`` (a learner's notebook, as it was on disk) as a new file in exercises/backups/.
+
+    The file is created exclusively (O_CREAT | O_EXCL): a name another build just took is skipped, so
+    two builds at once never write over each other's backup.
+    """
+    stem = Path(name).stem
+    shown = paths.show(paths.exercises / name)
+    try:
+        paths.backups.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BuildError(f"{shown}: cannot create {paths.show(paths.backups)}/ for a backup of your edits "
+                         f"({_reason(error)}); nothing was changed") from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = paths.backups / f"{existing.stem}.{stamp}.ipynb"
-    counter = 1
-    while target.exists():
-        target = paths.backups / f"{existing.stem}.{stamp}-{counter}.ipynb"
-        counter += 1
-    shutil.copy2(existing, target)
-    return target
+    for counter in range(10_000):
+        target = paths.backups / (f"{stem}.{stamp}.ipynb" if counter == 0 else f"{stem}.{stamp}-{counter}.ipynb")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise BuildError(f"{shown}: cannot save a backup in {paths.show(paths.backups)}/ ({_reason(error)}); "
+                             f"nothing was changed") from None
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            target.unlink(missing_ok=True)
+            raise BuildError(f"{shown}: cannot save a backup in {paths.show(paths.backups)}/ ({_reason(error)}); "
+                             f"nothing was changed") from None
+        return target
+    raise BuildError(f"{shown}: no free backup name in {paths.show(paths.backups)}/; nothing was changed")
+
+
+def _read_bytes(path: Path, paths: Paths) -> bytes | None:
+    """The bytes at ``path``, None when there is no file."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise BuildError(f"{paths.show(path)}: cannot be read ({_reason(error)})") from None
+
+
+def _parse(data: bytes):
+    """The notebook in ``data``, or None if it cannot be read as one (not JSON, not a notebook)."""
+    import nbformat
+
+    try:
+        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
+    except Exception:  # NotJSONError, a validation or encoding error: all mean the same to the builder
+        return None
+    if not all(isinstance(c.get("source"), str) and c.get("cell_type") for c in notebook.get("cells", [])):
+        return None
+    return notebook
 
 
 def read_notebook(path: Path):
     """The notebook at ``path``, or None if it cannot be read as one (not JSON, not a notebook)."""
-    import nbformat
-
     try:
-        return nbformat.read(path, as_version=4)
-    except Exception:  # NotJSONError, a validation or encoding error: all mean the same to the builder
+        return _parse(path.read_bytes())
+    except OSError:
         return None
+
+
+def _built_metadata(notebook) -> dict:
+    """What build recorded in a notebook's metadata (empty if nothing, or something else, is there)."""
+    found = notebook.get("metadata", {}).get(METADATA_KEY)
+    return found if isinstance(found, dict) else {}
 
 
 def is_edited(notebook, rules) -> bool:
     """True when a notebook's content no longer matches the fingerprint build stored in it."""
-    stored = notebook.metadata.get(METADATA_KEY, {}).get("fingerprint")
+    stored = _built_metadata(notebook).get("fingerprint")
     return stored != fingerprint(notebook, rules)
+
+
+def _replace(target: Path, notebook, seen: bytes | None, paths: Paths) -> list[Path]:
+    """Write ``notebook`` to ``target`` atomically; returns the backups it had to make on the way.
+
+    ``seen`` is what build read (and judged) before; if the file changed since (a learner saved, another
+    build wrote), that version is backed up first, unless it is exactly what is about to be written.
+    """
+    import nbformat
+
+    shown = paths.show(target)
+    try:
+        text = nbformat.writes(notebook)
+    except OSError as error:
+        raise BuildError(f"{shown}: cannot be written ({_reason(error)}); it was left as it was") from None
+    if not text.endswith("\n"):
+        text += "\n"
+    data = text.encode("utf-8")
+    saved = []
+    mode = _require_writable(target, paths)
+    current = _read_bytes(target, paths)
+    if current is not None and current != seen and current != data:
+        saved.append(backup(current, target.name, paths))
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise BuildError(f"{shown}: cannot write in {paths.show(target.parent)}/ ({_reason(error)}); "
+                         f"it was left as it was") from None
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
+        os.replace(temporary, target)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise BuildError(f"{shown}: cannot be written ({_reason(error)}); it was left as it was") from None
+    return saved
+
+
+def _require_writable(target: Path, paths: Paths) -> int | None:
+    """The file's mode (None if there is no file); BuildError if it is read-only (never replace it then)."""
+    shown = paths.show(target)
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise BuildError(f"{shown}: cannot be read ({_reason(error)})") from None
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise BuildError(f"{shown}: is read-only, so build will not replace it; make it writable "
+                         f"(chmod u+w {shown}) and build again; nothing was changed")
+    return mode
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _select(paths: Paths, names: list[str]) -> list[Path]:
@@ -352,28 +515,46 @@ def _select(paths: Paths, names: list[str]) -> list[Path]:
     return chosen
 
 
-def run_build(paths: Paths, names: list[str], rules) -> int:
-    import nbformat
+def build_one(solution_path: Path, paths: Paths, rules) -> str:
+    """Bring one exercise up to date; returns the line to print. See the module docstring for the rule."""
+    target = paths.exercises / solution_path.name
+    shown = paths.show(target)
+    exercise = unexecuted_exercise(solution_path, paths)
+    seen = _read_bytes(target, paths)
+    existing = _parse(seen) if seen is not None else None
+    saved: list[Path] = []
+    if seen is not None and existing is None:  # half a file after a merge conflict, say: keep it as it is
+        built = finish(exercise, solution_path, paths, rules)
+        _require_writable(target, paths)
+        saved.append(backup(seen, target.name, paths))
+        saved += _replace(target, built, seen, paths)
+        return f"{shown}: not a readable notebook; saved it as {paths.show(saved[0])} and wrote a new one" + (
+            "".join(f"; it changed meanwhile, saved that as {paths.show(s)}" for s in saved[1:]))
+    if existing is not None and is_edited(existing, rules):
+        last = _built_metadata(existing)
+        new_sources = exercise.metadata[METADATA_KEY]["source_fingerprint"]
+        if last.get("source_fingerprint") == new_sources:
+            return f"{shown}: kept your edits (its solution has not changed since the last build)"
+        built = finish(exercise, solution_path, paths, rules)
+        if "source_fingerprint" not in last and last.get("fingerprint") == built.metadata[METADATA_KEY]["fingerprint"]:
+            return f"{shown}: kept your edits (its solution has not changed since the last build)"
+        _require_writable(target, paths)
+        saved.append(backup(seen, target.name, paths))
+        saved += _replace(target, built, seen, paths)
+        return (f"{shown}: its solution changed and you had edited it; saved your copy as {paths.show(saved[0])} "
+                f"and wrote the new exercise" + "".join(f"; it changed meanwhile, saved that as {paths.show(s)}"
+                                                        for s in saved[1:]))
+    built = finish(exercise, solution_path, paths, rules)
+    if existing is not None and _built_metadata(existing) == built.metadata[METADATA_KEY] \
+            and fingerprint(existing, rules) == built.metadata[METADATA_KEY]["fingerprint"]:
+        return f"{shown}: up to date"
+    saved += _replace(target, built, seen, paths)
+    return f"{shown}: written" + "".join(f"; it changed meanwhile, saved that as {paths.show(s)}" for s in saved)
 
+
+def run_build(paths: Paths, names: list[str], rules) -> int:
     for solution_path in _select(paths, names):
-        target = paths.exercises / solution_path.name
-        shown = paths.show(target)
-        built = build_notebook(solution_path, paths, rules)
-        if target.exists():
-            existing = read_notebook(target)
-            if existing is None:  # half a file after a merge conflict, say: keep it as it is, write a new one
-                saved = backup(target, paths)
-                print(f"{shown}: not a readable notebook; saved it as {paths.show(saved)} and wrote a new one")
-                nbformat.write(built, target)
-                continue
-            if fingerprint(existing, rules) == built.metadata[METADATA_KEY]["fingerprint"]:
-                print(f"{shown}: up to date")
-                continue
-            if is_edited(existing, rules):
-                saved = backup(target, paths)
-                print(f"{shown}: your edits differ from the last build; saved a copy as {paths.show(saved)}")
-        nbformat.write(built, target)
-        print(f"{shown}: written")
+        print(build_one(solution_path, paths, rules), flush=True)
     return 0
 
 

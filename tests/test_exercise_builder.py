@@ -4,9 +4,11 @@ drift, and a learner's edited exercise is backed up before it is overwritten."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -178,23 +180,38 @@ def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
     assert "exercises/01_demo.ipynb: cell 2, line 3: source is '    return x + x'" in out
     assert exercise_path.read_bytes() == learner_bytes  # --check wrote nothing
 
+    # Its solution did not change: build leaves the learner's edits in place, with no backup.
+    assert main(["build", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "exercises/01_demo.ipynb: kept your edits (its solution has not changed since the last build)" in out
+    assert exercise_path.read_bytes() == learner_bytes
+    assert not list((root / "exercises").glob("backups/*"))
+
+    # The solution changes: build saves the learner's copy, then writes the new exercise, and says so.
+    _revise_solution(root, "# Demo, revised")
+    assert main(["build", "--check", "--sources-only", "--root", str(root)]) == 1
+    assert "cell 1, line 1: source is '# Demo', build would write '# Demo, revised'" in capsys.readouterr().out
     assert main(["build", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     backups = list((root / "exercises" / "backups").glob("01_demo.*.ipynb"))
     assert len(backups) == 1 and backups[0].read_bytes() == learner_bytes
-    assert re.search(r"saved a copy as exercises/backups/01_demo\.\d{8}-\d{6}\.ipynb", out)
-    assert _read(exercise_path).cells[1].source == built.cells[1].source
+    assert re.search(r"^exercises/01_demo\.ipynb: its solution changed and you had edited it; saved your copy as "
+                     r"exercises/backups/01_demo\.\d{8}-\d{6}\.ipynb and wrote the new exercise$", out, re.M), out
+    rebuilt = _read(exercise_path)
+    assert rebuilt.cells[0].source == "# Demo, revised" and rebuilt.cells[1].source == built.cells[1].source
 
     # An instructor's update to an unedited exercise is written without a backup.
-    solution = _read(root / "solutions" / "01_demo.ipynb")
-    solution.cells[0].source = "# Demo, revised"
-    nbformat.write(solution, root / "solutions" / "01_demo.ipynb")
-    assert main(["build", "--check", "--sources-only", "--root", str(root)]) == 1
-    assert "cell 1, line 1: source is '# Demo', build would write '# Demo, revised'" in capsys.readouterr().out
+    _revise_solution(root, "# Demo, revised twice")
     assert main(["build", "--root", str(root), "01"]) == 0
     out = capsys.readouterr().out
-    assert "written" in out and "saved a copy" not in out
+    assert "written" in out and "saved" not in out
     assert len(list((root / "exercises" / "backups").glob("*.ipynb"))) == 1
+
+
+def _revise_solution(root, title):
+    solution = _read(root / "solutions" / "01_demo.ipynb")
+    solution.cells[0].source = title
+    nbformat.write(solution, root / "solutions" / "01_demo.ipynb")
 
 
 def test_check_catches_stale_outputs_and_orphans(tmp_path, capsys):
@@ -212,6 +229,131 @@ def test_check_catches_stale_outputs_and_orphans(tmp_path, capsys):
     exercise_path.unlink()
     assert main(["build", "--check", "--sources-only", "--root", str(root), "01_demo"]) == 1
     assert "exercises/01_demo.ipynb: missing" in capsys.readouterr().out
+
+
+def _one_line_error(captured):
+    err = captured.err.strip()
+    assert "Traceback" not in captured.out + captured.err, captured.err
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_a_solution_without_markers_is_refused(tmp_path, capsys):
+    root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"),
+                                                   new_code_cell("def double(x):\n    return 2 * x")])
+    assert main(["build", "--root", str(root)]) == 1
+    err = _one_line_error(capsys.readouterr())
+    assert "solutions/01_demo.ipynb: has no ### BEGIN SOLUTION ... ### END SOLUTION region" in err
+    assert not exercise_path.exists()
+    assert main(["build", "--check", "--sources-only", "--root", str(root)]) == 1
+
+
+def test_a_cell_without_source_is_named(tmp_path, capsys):
+    root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"), new_code_cell(SOLUTION_CELL)])
+    raw = json.loads((root / "solutions" / "01_demo.ipynb").read_text())
+    del raw["cells"][0]["source"]
+    (root / "solutions" / "01_demo.ipynb").write_text(json.dumps(raw))
+    assert main(["build", "--root", str(root)]) == 1
+    err = _one_line_error(capsys.readouterr())
+    assert "solutions/01_demo.ipynb, cell 1: has no source" in err
+    assert not exercise_path.exists()
+
+
+def _edited_then_solution_changed(tmp_path, capsys):
+    """A built exercise that a learner then edited, and a solution changed since: build must replace it."""
+    root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"), new_code_cell(SOLUTION_CELL),
+                                                   new_code_cell(DEMO_CHECK)])
+    assert main(["build", "--root", str(root)]) == 0
+    edited = _read(exercise_path)
+    edited.cells[1].source = "def double(x):\n    return x + x  # my answer"
+    nbformat.write(edited, exercise_path)
+    _revise_solution(root, "# Demo, revised")
+    capsys.readouterr()
+    return root, exercise_path, exercise_path.read_bytes()
+
+
+def test_unwritable_backups_or_a_read_only_exercise_stop_with_one_line_and_change_nothing(tmp_path, capsys):
+    root, exercise_path, learner_bytes = _edited_then_solution_changed(tmp_path, capsys)
+    backups = root / "exercises" / "backups"
+    backups.write_text("a file where the backups folder should be")
+    assert main(["build", "--root", str(root)]) == 1
+    err = _one_line_error(capsys.readouterr())
+    assert "exercises/01_demo.ipynb: cannot create exercises/backups/ for a backup of your edits" in err
+    assert exercise_path.read_bytes() == learner_bytes
+    backups.unlink()
+
+    exercise_path.chmod(0o444)
+    assert main(["build", "--root", str(root)]) == 1
+    err = _one_line_error(capsys.readouterr())
+    assert "exercises/01_demo.ipynb: is read-only, so build will not replace it" in err
+    assert exercise_path.read_bytes() == learner_bytes and not list(backups.glob("*"))
+
+    exercise_path.chmod(0o644)
+    assert main(["build", "--root", str(root)]) == 0
+    assert "saved your copy as exercises/backups/" in capsys.readouterr().out
+    assert [p.read_bytes() for p in backups.glob("*.ipynb")] == [learner_bytes]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
+def test_a_backups_folder_without_write_permission_stops_the_build(tmp_path, capsys):
+    root, exercise_path, learner_bytes = _edited_then_solution_changed(tmp_path, capsys)
+    backups = root / "exercises" / "backups"
+    backups.mkdir()
+    backups.chmod(0o555)
+    try:
+        assert main(["build", "--root", str(root)]) == 1
+        err = _one_line_error(capsys.readouterr())
+        assert "cannot save a backup in exercises/backups/" in err
+        assert exercise_path.read_bytes() == learner_bytes
+    finally:
+        backups.chmod(0o755)
+
+
+def test_backups_never_overwrite_one_another_and_a_failed_write_keeps_the_exercise(tmp_path, capsys, monkeypatch):
+    root, exercise_path, learner_bytes = _edited_then_solution_changed(tmp_path, capsys)
+    backups = root / "exercises" / "backups"
+    backups.mkdir()
+    stamp = "20260101-120000"
+    monkeypatch.setattr(time, "strftime", lambda *args: stamp)
+    taken = backups / f"01_demo.{stamp}.ipynb"
+    taken.write_bytes(b"another build's backup of another answer")
+    # Another build takes the name between this build's look and its write: a check-then-copy loses it.
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self.parent == backups else real_exists(self))
+
+    # A failure while writing the new exercise (a full disk) leaves the learner's notebook whole.
+    real_writes = nbformat.writes
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(nbformat, "writes", full_disk)
+    assert main(["build", "--root", str(root)]) == 1
+    err = _one_line_error(capsys.readouterr())
+    assert "exercises/01_demo.ipynb" in err and "No space left on device" in err
+    assert exercise_path.read_bytes() == learner_bytes
+    assert taken.read_bytes() == b"another build's backup of another answer"
+    assert not [p for p in exercise_path.parent.iterdir() if p.name.endswith(".tmp")]
+
+    monkeypatch.setattr(nbformat, "writes", real_writes)
+    assert main(["build", "--root", str(root)]) == 0
+    assert taken.read_bytes() == b"another build's backup of another answer"
+    assert learner_bytes in [p.read_bytes() for p in backups.glob("*.ipynb")]
+    assert _read(exercise_path).cells[0].source == "# Demo, revised"
+
+
+def test_an_exercise_built_before_source_fingerprints_keeps_its_edits_while_the_build_is_the_same(tmp_path, capsys):
+    root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
+    assert main(["build", "--root", str(root)]) == 0
+    edited = _read(exercise_path)
+    del edited.metadata["course_lib"]["source_fingerprint"]  # as an older builder wrote it
+    edited.cells[0].source = "def double(x):\n    return x + x"
+    nbformat.write(edited, exercise_path)
+    learner_bytes = exercise_path.read_bytes()
+    capsys.readouterr()
+    assert main(["build", "--root", str(root)]) == 0
+    assert "kept your edits" in capsys.readouterr().out
+    assert exercise_path.read_bytes() == learner_bytes and not (root / "exercises" / "backups").exists()
 
 
 def test_a_cell_that_fails_when_executed_stops_the_build_naming_it(tmp_path, capsys):
