@@ -1,34 +1,83 @@
-"""``python -m course_lib <command>``: bench, doctor, exercises."""
+"""``python -m course_lib {doctor,bench,exercises}``: one command line, one argparse parser.
+
+Every subcommand answers ``--help``; an unknown option or a malformed value is an error (exit 2, with
+usage). ``doctor`` and ``bench`` exit 1 when a check fails or a target is missed; ``exercises build``
+exits 1 when a notebook cannot be built (or, with ``--check``, differs from what build would write).
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
+from pathlib import Path
 
-USAGE = """usage: python -m course_lib <command> [options]
 
-commands:
-  doctor      check this machine for the course: Python, packages, widgets, threads, speed
-  bench       time course_lib against PyTorch's own modules; train the reference model
-  exercises   build exercises/ from solutions/ (exercises build [--check])
-"""
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--threads 0`` is an error with usage, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. Each command's module is imported only when that command runs, so a
+    problem in one (say, bench's imports) never stops the others, nor ``--help``."""
+    parser = argparse.ArgumentParser(prog="python -m course_lib",
+                                     description="The course's commands: check this machine, time the "
+                                                 "library, build the exercises.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{doctor,bench,exercises}")
+
+    summary = "check this machine for the course: Python, packages, widgets, threads, speed"
+    doctor = commands.add_parser("doctor", help=summary, description=summary,
+                                 epilog="Exits 1 when a check fails, 0 when all pass.")
+    doctor.set_defaults(module="doctor", parser=doctor)
+
+    summary = "time course_lib against PyTorch's own modules; train the reference model"
+    bench = commands.add_parser("bench", help=summary, description=summary,
+                                epilog="Exits 1 when a target is missed (table and JSON alike), 0 when all are met.")
+    bench.add_argument("--json", action="store_true",
+                       help='print one JSON object instead of a table, with "passed" (true/false) and '
+                            '"failed" (the names of the missed targets)')
+    bench.add_argument("--threads", type=positive_int, default=2,
+                       help="PyTorch threads, a positive integer (default 2, the course's laptop)")
+    bench.add_argument("--no-reference", action="store_true", help="skip training the reference model")
+    bench.set_defaults(module="bench", parser=bench)
+
+    summary = "build exercises/ from solutions/ (exercises build [--check])"
+    exercises = commands.add_parser("exercises", help=summary, description=summary)
+    exercises.set_defaults(module="exercise_builder")
+    actions = exercises.add_subparsers(dest="action", required=True, metavar="{build}")
+    build = actions.add_parser("build", help="write exercises/NN_<topic>.ipynb from solutions/NN_<topic>.ipynb",
+                               description="Write exercises/NN_<topic>.ipynb from solutions/NN_<topic>.ipynb. "
+                                           "Only what changed is rebuilt; a learner's edited exercise is kept "
+                                           "while its solution is unchanged, and backed up to exercises/backups/ "
+                                           "before it is replaced.")
+    build.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 naming each notebook and cell that build would change")
+    build.add_argument("--sources-only", action="store_true",
+                       help="with --check: compare the cells' sources only, without executing (fast)")
+    build.add_argument("--root", type=Path, default=None, help="the repository (default: the course's)")
+    build.add_argument("names", nargs="*", help="lessons to build, e.g. 04 or 04_self_attention (default: all)")
+    build.set_defaults(parser=build)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    if command == "doctor":
-        from .doctor import main as run
-    elif command == "bench":
-        from .bench import main as run
-    elif command == "exercises":
-        from .exercise_builder import main as run
-    else:
-        print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-        return 2
-    return run(rest)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # reported by the subcommand's own parser, so the usage shown is that command's
+            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exit_:  # --help (0) or a usage error (2): argparse has printed what to say
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    module = importlib.import_module(f".{args.module}", __package__ or "course_lib")
+    return module.run(args)
 
 
 if __name__ == "__main__":

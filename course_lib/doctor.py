@@ -153,5 +153,13 @@ def run_doctor(show: bool = True) -> list[DoctorCheck]:
     return checks
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args=None) -> int:
+    """Run every check, print them; 0 when all pass, 1 otherwise."""
     return 0 if all(c.ok for c in run_doctor(show=True)) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib doctor``, with the options in ``argv``."""
+    from .__main__ import main as cli
+
+    return cli(["doctor", *(argv or [])])

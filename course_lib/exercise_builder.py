@@ -33,7 +33,6 @@ JupyterHub); the kernel's start-up chatter on stderr is dropped, anything else i
 
 from __future__ import annotations
 
-import argparse
 import configparser
 import copy
 import hashlib
@@ -592,22 +591,8 @@ def _default_root() -> Path:
     return here if (here / "solutions").is_dir() else Path.cwd()
 
 
-def main(argv: list[str]) -> int:
-    """``python -m course_lib exercises build [--check] [--sources-only] [--root DIR] [NAME ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib exercises",
-                                     description="Build exercises/ from solutions/, or check they agree.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="write exercises/NN_<topic>.ipynb from solutions/NN_<topic>.ipynb")
-    build.add_argument("--check", action="store_true",
-                       help="write nothing; exit 1 naming each notebook and cell that build would change")
-    build.add_argument("--sources-only", action="store_true",
-                       help="with --check: compare the cells' sources only, without executing (fast)")
-    build.add_argument("--root", type=Path, default=None, help="the repository (default: the course's)")
-    build.add_argument("names", nargs="*", help="lessons to build, e.g. 04 or 04_self_attention (default: all)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
+def run(args) -> int:
+    """Run ``exercises build`` as parsed by ``python -m course_lib``."""
     if args.sources_only and not args.check:
         print("--sources-only needs --check: a built exercise notebook is always executed", file=sys.stderr)
         return 2
@@ -623,3 +608,10 @@ def main(argv: list[str]) -> int:
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib exercises build [--check] [--sources-only] [--root DIR] [NAME ...]``."""
+    from .__main__ import main as cli
+
+    return cli(["exercises", *(argv or [])])

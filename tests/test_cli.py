@@ -1,8 +1,10 @@
-"""``python -m course_lib doctor | bench``: their output and exit codes (targets live in bench, not here)."""
+"""``python -m course_lib {doctor,bench,exercises}``: one argparse command line, output and exit codes (targets
+live in bench, not here). The slow parts (timing, training) are stubbed: these tests check behaviour only."""
 
 import json
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -39,15 +41,98 @@ def test_doctor_command_exit_code_follows_its_checks(monkeypatch, capsys):
 
 def test_cli_usage_and_unknown_command(capsys):
     assert cli_main(["--help"]) == 0
-    assert "doctor" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m course_lib") and "doctor" in out and "exercises" in out
     assert cli_main(["fly"]) == 2
-    assert "unknown command 'fly'" in capsys.readouterr().err
+    assert "invalid choice: 'fly'" in capsys.readouterr().err
+    assert cli_main([]) == 2
+    assert "usage: python -m course_lib" in capsys.readouterr().err
 
 
-def test_bench_json_has_the_documented_keys():
-    out = subprocess.run([sys.executable, "-m", "course_lib", "bench", "--json", "--no-reference"],
-                         capture_output=True, text=True, timeout=600, check=True).stdout
-    results = json.loads(out)
+def _commands_that_must_not_run(monkeypatch):
+    """Stand-ins for the three commands' modules: running any of them fails the test."""
+    def refuse(args):
+        raise AssertionError(f"{args.module} ran, but it should only have printed help or an error")
+
+    for name in ("doctor", "bench", "exercise_builder"):
+        monkeypatch.setitem(sys.modules, f"course_lib.{name}", types.SimpleNamespace(run=refuse))
+
+
+@pytest.mark.parametrize("argv", [["doctor", "--help"], ["bench", "--help"], ["exercises", "--help"],
+                                  ["exercises", "build", "--help"], ["bench", "-h"]])
+def test_every_subcommand_answers_help_without_running(argv, monkeypatch, capsys):
+    _commands_that_must_not_run(monkeypatch)
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m course_lib " + " ".join(a for a in argv if not a.startswith("-")))
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["doctor", "--bogus"], "doctor"), (["bench", "--bogus"], "bench"), (["bench", "--json", "extra"], "bench"),
+    (["exercises", "build", "--bogus"], "exercises build"), (["exercises", "--bogus"], "exercises"),
+])
+def test_unknown_options_are_usage_errors(argv, usage, monkeypatch, capsys):
+    _commands_that_must_not_run(monkeypatch)
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"usage: python -m course_lib {usage}" in err
+    assert "unrecognized arguments" in err or "invalid choice" in err or "required" in err, err
+
+
+@pytest.mark.parametrize("threads", ["0", "-1", "two", "1.5"])
+def test_bench_threads_must_be_a_positive_integer(threads, monkeypatch, capsys):
+    _commands_that_must_not_run(monkeypatch)
+    assert cli_main(["bench", "--threads", threads]) == 2
+    err = capsys.readouterr().err
+    assert "argument --threads: must be a positive integer, got" in err and "Traceback" not in err
+
+
+def test_python_dash_m_reports_a_bad_option_without_a_traceback():
+    done = subprocess.run([sys.executable, "-m", "course_lib", "bench", "--threads", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "must be a positive integer, got 0" in done.stderr and "Traceback" not in done.stderr
+
+
+GOOD = {"threads": 2, "torch": "2.x", "mha_ratio": 0.8, "block_ratio": 0.9, "train_step_ratio": 1.0,
+        "details_ms": {name: {"ours_ms": 1.0, "theirs_ms": 1.0} for name in ("mha", "block", "train_step")},
+        "checks": {"slowest": "double", "slowest_seconds": 0.01, "total_seconds": 0.05, "count": 18},
+        "reference": {"seconds": 12.0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95, "subject_head": [1, 2]}}
+
+
+def _bench_returning(monkeypatch, results):
+    monkeypatch.setattr(bench, "run_bench", lambda reference=True: json.loads(json.dumps(results)))
+    monkeypatch.setattr(bench.torch, "set_num_threads", lambda n: None)  # leave the test process's threads alone
+
+
+def test_bench_json_passes_when_every_target_is_met(monkeypatch, capsys):
+    _bench_returning(monkeypatch, GOOD)
+    assert cli_main(["bench", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["passed"] is True and results["failed"] == []
+    assert {k: v for k, v in results.items() if k not in ("passed", "failed")} == GOOD  # today's fields kept
+
+
+@pytest.mark.parametrize("mode", ["--json", "table"])
+def test_bench_exits_1_naming_the_missed_targets(mode, monkeypatch, capsys):
+    bad = json.loads(json.dumps(GOOD))
+    bad["mha_ratio"], bad["reference"]["seconds"] = 1.3, 31.0
+    _bench_returning(monkeypatch, bad)
+    assert cli_main(["bench"] + ([mode] if mode != "table" else [])) == 1
+    out = capsys.readouterr().out
+    if mode == "--json":
+        results = json.loads(out)
+        assert results["passed"] is False and results["failed"] == ["mha_ratio", "reference.seconds"]
+    else:
+        assert "missed: mha_ratio = 1.3 (target <= 1.25); reference.seconds = 31.0 (target <= 20.0)" in out
+
+
+def test_bench_json_has_the_documented_keys(monkeypatch, capsys):
+    # The real run_bench, with the timing itself stubbed: the keys, not the speed, are under test.
+    monkeypatch.setattr(bench, "compare", lambda ours, theirs, **kw: {"ours_ms": 2.0, "theirs_ms": 2.5, "ratio": 0.8})
+    monkeypatch.setattr(bench.torch, "set_num_threads", lambda n: None)
+    assert cli_main(["bench", "--json", "--no-reference", "--threads", "3"]) == 0
+    results = json.loads(capsys.readouterr().out)
     for key in ("mha_ratio", "block_ratio", "train_step_ratio"):
         assert isinstance(results[key], float) and results[key] > 0
     assert set(results["details_ms"]["mha"]) == {"ours_ms", "theirs_ms"}
@@ -55,8 +140,17 @@ def test_bench_json_has_the_documented_keys():
 
     assert results["checks"]["count"] == sum(len(names) for names in EXERCISES.values())
     assert results["checks"]["slowest_seconds"] > 0
+    assert results["passed"] is True and results["failed"] == [] and "reference" not in results
     table = bench.format_table(results)
     assert "mha" in table and "train_step" in table
+
+
+def test_doctor_help_and_bad_options_do_not_run_it(monkeypatch, capsys):
+    monkeypatch.setattr(doctor, "run_doctor", lambda show=True: pytest.fail("the doctor ran"))
+    assert doctor.main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: python -m course_lib doctor")
+    assert doctor.main(["--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("reference, missed", [
