@@ -11,13 +11,13 @@ Mask convention, the same as ``torch.nn.functional.scaled_dot_product_attention`
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validation import require_floating, require_nonempty, require_rank, require_tensor, shape_str
+from .validation import (require_floating, require_int, require_nonempty, require_number, require_rank, require_tensor,
+                         shape_str)
 
 
 def _check_mask(mask, scores_shape: torch.Size, name: str = "mask") -> None:
@@ -89,12 +89,7 @@ def scaled_softmax_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor 
 
 def _as_int(value, name: str) -> int:
     """An int from any integer type (int, numpy integer, 0-d integer tensor); TypeError otherwise."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+    return require_int(value, name)
 
 
 def causal_mask(T: int, device=None) -> torch.Tensor:
@@ -108,12 +103,17 @@ def causal_mask(T: int, device=None) -> torch.Tensor:
 def padding_mask(lengths, max_len: int | None = None) -> torch.Tensor:
     """A key mask from sequence lengths: ``(batch, 1, 1, key)`` bool, True at real (non-padding) tokens.
 
-    It broadcasts to ``(batch, heads, query, key)``. ``lengths`` is a list or 1-D tensor of ints >= 1.
+    It broadcasts to ``(batch, heads, query, key)``. ``lengths`` is a list or 1-D tensor of ints >= 1;
+    ``max_len`` (an int, default the longest length) is the number of key positions.
     """
+    if isinstance(lengths, (str, bytes)):
+        raise TypeError(f"lengths must be a list or 1-D tensor of integers, got {type(lengths).__name__} {lengths!r}")
     lengths = torch.as_tensor(lengths)
     if lengths.numel() == 0:
         raise ValueError("padding_mask needs at least one length, got none")
-    if lengths.dim() != 1 or lengths.dtype.is_floating_point:
+    if max_len is not None:
+        max_len = require_int(max_len, "max_len", minimum=1)
+    if lengths.dim() != 1 or lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         raise ValueError(f"lengths must be a 1-D sequence of integers (batch,), got shape "
                          f"{shape_str(lengths.shape)} and dtype {lengths.dtype}")
     if len(lengths) and int(lengths.min()) < 1:
@@ -147,15 +147,18 @@ class MultiHeadAttention(nn.Module):
     """Self-attention with ``n_heads`` heads, each looking at its own ``d_model / n_heads`` features.
 
     ``forward(x, mask=None)`` takes x ``(batch, time, d_model)`` and an optional bool mask broadcastable
-    to ``(batch, heads, query, key)`` (True = may attend; e.g. ``causal_mask(T)`` or ``padding_mask``).
+    to ``(batch, heads, query, key)`` (True = may attend): e.g. ``causal_mask(T)`` ``(query, key)``,
+    ``padding_mask`` ``(batch, 1, 1, key)``, a key mask ``(key,)``, or a full ``(batch, heads, query, key)``.
     It returns ``(output (batch, time, d_model), weights (batch, heads, query, key))``.
     With ``need_weights=False`` the weights are not computed (None), which saves time and memory.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if not isinstance(d_model, int) or not isinstance(n_heads, int) or n_heads < 1 or d_model < 1:
-            raise ValueError(f"d_model and n_heads must be positive ints, got d_model={d_model!r}, n_heads={n_heads!r}")
+        d_model, n_heads = require_int(d_model, "d_model", minimum=1), require_int(n_heads, "n_heads", minimum=1)
+        dropout = require_number(dropout, "dropout", minimum=0, below=1)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be True or False, got {type(bias).__name__} {bias!r}")
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads} "
                              f"(each head gets d_model / n_heads features)")
@@ -179,6 +182,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"x must have shape (batch, time, d_model={self.d_model}), got {shape_str(x.shape)}")
         if mask is not None:
             _check_mask(mask, torch.Size((B, self.n_heads, T, T)))
+            if mask.dim() < 2:  # (key,) or a 0-d mask: PyTorch's fused kernel wants at least (query, key)
+                mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
 
         q = split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, d_head)
         k = split_heads(self.k_proj(x), self.n_heads)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validation import require_floating, require_rank, shape_str
+from .validation import require_floating, require_int, require_number, require_rank, shape_str
 from .attention import MultiHeadAttention
 
 
@@ -27,6 +27,8 @@ class MLP(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0):
         super().__init__()
+        d_model, d_ff = require_int(d_model, "d_model", minimum=1), require_int(d_ff, "d_ff", minimum=1)
+        dropout = require_number(dropout, "dropout", minimum=0, below=1)
         self.fc = nn.Linear(d_model, d_ff)
         self.act = nn.GELU()
         self.proj = nn.Linear(d_ff, d_model)
@@ -45,10 +47,12 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0):
         super().__init__()
+        d_model = require_int(d_model, "d_model", minimum=1)
+        d_ff = 4 * d_model if d_ff is None else require_int(d_ff, "d_ff", minimum=1)  # 0 is not "the default"
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
         self.ln2 = nn.LayerNorm(d_model)
-        self.mlp = MLP(d_model, d_ff or 4 * d_model, dropout)
+        self.mlp = MLP(d_model, d_ff, dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
@@ -95,7 +99,7 @@ class TransformerStack(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, n_layers: int, d_ff: int | None = None, dropout: float = 0.0):
         super().__init__()
-        if not isinstance(n_layers, int) or n_layers < 1:
+        if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
             raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
         self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)

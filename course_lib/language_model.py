@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validation import require_token_ids
+from .validation import require_int, require_number, require_token_ids
 from .attention import causal_mask
 from .block import TransformerStack, init_weights
 from .positions import LearnedPositions, SinusoidalPositions
@@ -54,7 +54,16 @@ class TransformerLM(nn.Module):
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, new_tokens: int, temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Extend ids ``(batch, time)`` by ``new_tokens``; temperature 0 picks the likeliest token."""
+        """Extend ids ``(batch, time)`` by ``new_tokens`` (an int >= 0).
+
+        Temperature 0 picks the likeliest token; a temperature > 0 samples from ``softmax(logits /
+        temperature)``, reproducibly with a seeded ``generator``.
+        """
+        ids = require_token_ids(ids, "ids", self.vocab_size)
+        new_tokens = require_int(new_tokens, "new_tokens", minimum=0)
+        temperature = require_number(temperature, "temperature", minimum=0)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         for _ in range(new_tokens):
             logits = self(ids[:, -self.max_len:])[:, -1]  # (B, vocab)
             if temperature <= 0:

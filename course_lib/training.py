@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .validation import require_int, require_number
+
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch so that a run repeats exactly on the same machine."""
@@ -38,6 +40,10 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+class TrainingDiverged(FloatingPointError):
+    """``fit`` stopped because the loss became nan or inf (usually: the learning rate is too large)."""
 
 
 @dataclass
@@ -63,10 +69,26 @@ def fit(model: nn.Module, make_batch: Callable[[int], tuple], loss_fn: Callable[
     make_batch(step) -> a tuple of tensors; loss_fn(model, batch) -> a scalar loss.
     evaluate(model) -> a dict of numbers, run in eval mode without gradients every ``eval_every`` steps
     and at the end. The learning rate warms up linearly for ``warmup`` steps, then decays to 10 %
-    along a cosine.
+    along a cosine. ``clip`` caps the gradients' total norm (None or 0: no clipping).
+
+    Raises ``TrainingDiverged`` (a ``FloatingPointError``) at the first step whose loss is nan or inf,
+    naming the step and the loss, before that loss touches the weights.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    steps = require_int(steps, "steps")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    lr = require_number(lr, "lr", above=0)
+    weight_decay = require_number(weight_decay, "weight_decay", minimum=0)
+    warmup = require_int(warmup, "warmup", minimum=0)
+    clip = None if clip is None else require_number(clip, "clip", minimum=0)
+    eval_every = require_int(eval_every, "eval_every", minimum=0)
+    if not callable(make_batch) or not callable(loss_fn):
+        raise TypeError("make_batch and loss_fn must be functions: make_batch(step) -> batch, "
+                        "loss_fn(model, batch) -> a scalar loss")
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(f"evaluate must be a function evaluate(model) -> dict, or None, got {type(evaluate).__name__}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -93,13 +115,20 @@ def fit(model: nn.Module, make_batch: Callable[[int], tuple], loss_fn: Callable[
     for step in bar:
         batch = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in make_batch(step))
         loss = loss_fn(model, batch)
+        value = loss.item()
+        if not math.isfinite(value):
+            bar.close()
+            raise TrainingDiverged(
+                f"training diverged: the loss became {value} at step {step} of {steps} (lr={lr:g}); "
+                f"the weights are no longer usable. Try a smaller learning rate, e.g. lr={lr / 10:g}, "
+                f"and build the model again")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
             nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         scheduler.step()
-        history.losses.append(loss.item())
+        history.losses.append(value)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
         if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
@@ -126,9 +155,19 @@ def classification_loss(model: nn.Module, batch: tuple) -> torch.Tensor:
 
 def random_batches(*tensors: torch.Tensor, batch_size: int, seed: int = 0) -> Callable[[int], tuple]:
     """A ``make_batch`` for ``fit``: a seeded random sample of rows of the given tensors at each step."""
+    if not tensors:
+        raise ValueError("random_batches needs at least one tensor, got none")
+    for index, t in enumerate(tensors):
+        if not isinstance(t, torch.Tensor) or t.dim() == 0:
+            raise TypeError(f"tensors must be torch.Tensors with a first (row) dimension, got "
+                            f"{type(t).__name__ if not isinstance(t, torch.Tensor) else 'a 0-d tensor'} at position {index}")
+    batch_size = require_int(batch_size, "batch_size", minimum=1)
+    seed = require_int(seed, "seed")
     n = tensors[0].shape[0]
     if any(t.shape[0] != n for t in tensors):
         raise ValueError(f"all tensors need the same first dimension, got {[tuple(t.shape) for t in tensors]}")
+    if n == 0:
+        raise ValueError("random_batches needs at least one row, got tensors with 0 rows")
     generator = torch.Generator().manual_seed(seed)
 
     def make_batch(step: int) -> tuple:

@@ -5,6 +5,10 @@ Every message names what was expected and what came, so a learner can fix the ca
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
+
 import numpy as np
 import torch
 
@@ -65,3 +69,43 @@ def to_numpy(x, name: str) -> np.ndarray:
             raise TypeError(f"{name} must hold numbers, got a numpy array of dtype {x.dtype}")
         return x.astype(np.float64)
     raise TypeError(f"{name} must be a numpy array or a torch.Tensor, got {type(x).__name__}")
+
+
+def require_int(value, name: str, minimum: int | None = None) -> int:
+    """An int from any integer type (int, numpy integer, 0-d integer tensor); never a bool, a float or a str.
+
+    TypeError ("n must be an integer, got float 3.0") for anything else; ValueError below ``minimum``.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got the bool {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def require_number(value, name: str, minimum: float | None = None, above: float | None = None,
+                   below: float | None = None, maximum: float | None = None) -> float:
+    """A finite real number (int, float, numpy scalar, 0-d tensor) as a float; never a bool or a str.
+
+    ``minimum``/``maximum`` are inclusive bounds, ``above``/``below`` exclusive ones. TypeError for a
+    non-number, ValueError for nan, inf or a number out of bounds ("lr must be > 0, got -1.0").
+    """
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.generic, torch.Tensor)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if isinstance(value, torch.Tensor) and (value.dim() != 0 or value.dtype == torch.bool or value.is_complex()):
+        raise TypeError(f"{name} must be a number, got a tensor of shape {shape_str(value.shape)} and dtype {value.dtype}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number}")
+    for bound, fails, words in ((minimum, lambda b: number < b, ">="), (above, lambda b: number <= b, ">"),
+                                (below, lambda b: number >= b, "<"), (maximum, lambda b: number > b, "<=")):
+        if bound is not None and fails(bound):
+            raise ValueError(f"{name} must be {words} {bound}, got {number}")
+    return number

@@ -210,3 +210,68 @@ def test_padding_mask_rejects_no_lengths_and_zero_lengths():
         padding_mask([])
     with pytest.raises(ValueError, match=r"every length must be >= 1, got \[2, 0\]"):
         padding_mask([2, 0])
+
+
+# --- every mask shape the docstrings promise --------------------------------------------------------------------
+
+B, H, T = 2, 2, 4
+KEY = torch.tensor([True, True, False, True])  # a key mask: the third key is padding
+
+
+@pytest.mark.parametrize("name, mask", [
+    ("()", torch.tensor(True)),
+    ("(key,)", KEY),
+    ("(1, key)", KEY[None]),
+    ("(query, key)", KEY.expand(T, T)),
+    ("(heads, query, key)", KEY.expand(H, T, T)),
+    ("(batch, 1, 1, key)", KEY.expand(B, 1, 1, T)),
+    ("(batch, heads, query, key)", KEY.expand(B, H, T, T)),
+])
+def test_mha_accepts_every_broadcastable_mask_and_equals_the_full_mask(name, mask):
+    mha = MultiHeadAttention(8, H).eval()
+    x = torch.randn(B, T, 8)
+    full = mask.expand(B, H, T, T).contiguous()
+    expected_out, expected_weights = mha(x, full)
+    out, weights = mha(x, mask)
+    torch.testing.assert_close(out, expected_out, atol=ATOL, rtol=0)
+    torch.testing.assert_close(weights, expected_weights, atol=ATOL, rtol=0)
+    out_only, none = mha(x, mask, need_weights=False)
+    assert none is None
+    torch.testing.assert_close(out_only, expected_out, atol=ATOL, rtol=0)
+    if mask.dim() >= 1 and not mask.all():
+        assert torch.all(weights[..., 2] == 0), name  # the padded key gets no weight
+    q, k, v = qkv(B, H, T, T)
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, mask)[0],
+                               scaled_dot_product_attention(q, k, v, full)[0], atol=ATOL, rtol=0)
+
+
+def test_mha_rejects_a_key_mask_of_the_wrong_length_or_blocking_everything():
+    mha = MultiHeadAttention(8, 2)
+    with pytest.raises(ValueError, match=r"broadcastable to \(\.\.\., query, key\) = \(1, 2, 3, 3\), got \(4,\)"):
+        mha(torch.randn(1, 3, 8), torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="blocks every key"):
+        mha(torch.randn(1, 3, 8), torch.zeros(3, dtype=torch.bool))
+
+
+def test_padding_mask_requires_an_integer_max_len_and_integer_lengths():
+    with pytest.raises(TypeError, match="max_len must be an integer, got float 4.5"):
+        padding_mask([2, 3], max_len=4.5)
+    with pytest.raises(TypeError, match="max_len must be an integer, got the bool True"):
+        padding_mask([1], max_len=True)
+    with pytest.raises(ValueError, match="max_len must be an integer >= 1, got 0"):
+        padding_mask([1], max_len=0)
+    with pytest.raises(ValueError, match="lengths must be a 1-D sequence of integers"):
+        padding_mask([True, True])
+    assert padding_mask([2, 3], max_len=4).shape == (2, 1, 1, 4)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"d_model": True, "n_heads": 1}, TypeError, "d_model must be an integer, got the bool True"),
+    ({"d_model": 8.0, "n_heads": 2}, TypeError, "d_model must be an integer, got float 8.0"),
+    ({"d_model": 8, "n_heads": 0}, ValueError, "n_heads must be an integer >= 1, got 0"),
+    ({"d_model": 8, "n_heads": 2, "dropout": 1.5}, ValueError, "dropout must be < 1, got 1.5"),
+    ({"d_model": 8, "n_heads": 2, "dropout": -0.1}, ValueError, "dropout must be >= 0, got -0.1"),
+])
+def test_mha_rejects_bools_floats_and_impossible_sizes(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        MultiHeadAttention(**kwargs)

@@ -147,3 +147,27 @@ def test_decode_accepts_numpy_ids_and_rejects_non_integers():
 def test_sample_photo_rejects_impossible_sizes():
     with pytest.raises(ValueError, match="positive int.*got 0"):
         sample_photo(0)
+
+
+def test_vocabulary_wants_a_list_of_words_not_a_string():
+    with pytest.raises(TypeError, match=r"words must be a list of words \(strings\), got the str 'abc'.*tokenize"):
+        Vocabulary("abc")
+    with pytest.raises(TypeError, match="words must be a list of words"):
+        Vocabulary(42)
+    assert len(Vocabulary(tokenize("abc def"))) == 5
+
+
+def test_decode_and_pad_batch_reject_bools_floats_and_words():
+    vocab = Vocabulary(["a", "b"])
+    with pytest.raises(TypeError, match="token ids must be integers, got the bool True"):
+        vocab.decode([True])
+    with pytest.raises(TypeError, match="add_bos must be True or False"):
+        vocab.encode(["a"], add_bos=1)
+    with pytest.raises(TypeError, match=r"sequences\[0\] must be a list of integer ids, got \[1.5\]"):
+        pad_batch([[1.5]])
+    with pytest.raises(TypeError, match=r"sequences\[1\] must be a list of integer ids, got \[True\]"):
+        pad_batch([[1], [True]])
+    with pytest.raises(TypeError, match="sequences must be a list of id lists, got str"):
+        pad_batch("abc")
+    with pytest.raises(TypeError, match="pad_id must be an integer, got float 0.5"):
+        pad_batch([[1]], pad_id=0.5)

@@ -174,3 +174,36 @@ def test_block_from_torch_rejects_what_it_cannot_reproduce():
 def test_language_model_rejects_impossible_sizes():
     with pytest.raises(ValueError, match="vocab_size must be a positive int, got 0"):
         TransformerLM(vocab_size=0, d_model=16, n_heads=4, n_layers=1, max_len=8)
+
+
+def test_generate_rejects_negative_or_fractional_counts_and_bad_temperatures():
+    model = TransformerLM(vocab_size=20, d_model=16, n_heads=4, n_layers=1, max_len=8).eval()
+    ids = torch.tensor([[1, 2]])
+    with pytest.raises(ValueError, match="new_tokens must be an integer >= 0, got -5"):
+        model.generate(ids, -5)
+    with pytest.raises(TypeError, match="new_tokens must be an integer, got float 2.5"):
+        model.generate(ids, 2.5)
+    with pytest.raises(TypeError, match="new_tokens must be an integer, got the bool True"):
+        model.generate(ids, True)
+    for temperature, words in ((-1.0, "temperature must be >= 0, got -1.0"),
+                               (float("nan"), "temperature must be a finite number, got nan"),
+                               (float("inf"), "temperature must be a finite number, got inf")):
+        with pytest.raises(ValueError, match=words):
+            model.generate(ids, 1, temperature=temperature)
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 20\)"):
+        model.generate(torch.tensor([[1, 25]]), 0)  # checked even when nothing is generated
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        model.generate(ids, 1, temperature=1.0, generator=0)
+    assert model.generate(ids, 0).tolist() == [[1, 2]]
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: TransformerBlock(16, 4, d_ff=0), ValueError, "d_ff must be an integer >= 1, got 0"),
+    (lambda: TransformerBlock(16, 4, d_ff=32.0), TypeError, "d_ff must be an integer, got float 32.0"),
+    (lambda: TransformerBlock(16, 4, dropout=2), ValueError, "dropout must be < 1, got 2.0"),
+    (lambda: TransformerLM(20, 16, 4, n_layers=True, max_len=8), ValueError, "n_layers must be a positive int, got True"),
+    (lambda: TransformerLM(20, 16, n_heads=True, n_layers=1, max_len=8), TypeError, "n_heads must be an integer, got the bool"),
+])
+def test_models_reject_zero_float_and_bool_sizes(make, error, words):
+    with pytest.raises(error, match=words):
+        make()

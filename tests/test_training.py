@@ -102,3 +102,51 @@ def test_agreement_accuracy_leaves_the_model_in_its_mode():
     model.train()
     agreement_accuracy(model, AgreementGrammar(2).sentences(5), agreement_vocabulary())
     assert model.training
+
+
+def _tiny_lm_task(seed=0):
+    torch.manual_seed(seed)
+    model = TransformerLM(vocab_size=12, d_model=16, n_heads=2, n_layers=1, max_len=8)
+    ids = torch.randint(1, 12, (32, 8), generator=torch.Generator().manual_seed(seed))
+    return model, random_batches(ids, batch_size=8, seed=seed)
+
+
+def test_fit_stops_when_the_loss_diverges_naming_the_step_and_loss():
+    from course_lib.training import TrainingDiverged
+
+    model, make_batch = _tiny_lm_task()
+    with pytest.raises(FloatingPointError, match=r"the loss became (nan|inf|-inf) at step \d+ of 50 \(lr=1e\+06\).*"
+                                                 r"smaller learning rate, e.g. lr=100000") as error:
+        fit(model, make_batch, language_model_loss, steps=50, lr=1e6, progress=False)
+    assert isinstance(error.value, TrainingDiverged)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"lr": float("inf")}, ValueError, "lr must be a finite number, got inf"),
+    ({"lr": float("nan")}, ValueError, "lr must be a finite number, got nan"),
+    ({"lr": 0}, ValueError, "lr must be > 0, got 0"),
+    ({"lr": -1e-3}, ValueError, "lr must be > 0, got -0.001"),
+    ({"lr": "1e-3"}, TypeError, "lr must be a number, got str"),
+    ({"steps": 2.5}, TypeError, "steps must be an integer, got float 2.5"),
+    ({"steps": True}, TypeError, "steps must be an integer, got the bool True"),
+    ({"warmup": -1}, ValueError, "warmup must be an integer >= 0, got -1"),
+    ({"clip": float("inf")}, ValueError, "clip must be a finite number"),
+    ({"clip": -1.0}, ValueError, "clip must be >= 0, got -1.0"),
+    ({"weight_decay": -0.1}, ValueError, "weight_decay must be >= 0, got -0.1"),
+    ({"eval_every": 2.0}, TypeError, "eval_every must be an integer, got float 2.0"),
+])
+def test_fit_rejects_bad_hyperparameters_before_touching_the_weights(kwargs, error, words):
+    model, make_batch = _tiny_lm_task()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(error, match=words):
+        fit(model, make_batch, language_model_loss, **{"steps": 3, "progress": False, **kwargs})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_random_batches_rejects_float_and_bool_sizes():
+    with pytest.raises(TypeError, match="batch_size must be an integer, got float 4.5"):
+        random_batches(torch.zeros(4, 2), batch_size=4.5)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        random_batches(torch.zeros(4, 2), batch_size=0)
+    with pytest.raises(ValueError, match="at least one row"):
+        random_batches(torch.zeros(0, 2), batch_size=2)
