@@ -11,6 +11,8 @@ import torch
 
 from ._core import Inputs, call, check, compare, non_contiguous, summary
 
+LESSON = "03_attention_by_hand"
+
 
 def attention_weights(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """Lesson 03's reference: ``softmax(keys @ query)``, query ``(d,)``, keys ``(key, d)`` -> ``(key,)``."""
@@ -22,16 +24,29 @@ def attend(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tor
     return attention_weights(query, keys) @ values
 
 
-@check("softmax")
+def _softmax(scores: torch.Tensor) -> torch.Tensor:
+    shifted = scores - scores.max(dim=-1, keepdim=True).values
+    exps = shifted.exp()
+    return exps / exps.sum(dim=-1, keepdim=True)
+
+
+@check("softmax", lesson=LESSON, reference=_softmax,
+       builtins=("torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax", "torch.Tensor.softmax",
+                 "torch._softmax"),
+       pieces="subtract the max, exp, divide by the sum")
 def check_softmax(candidate) -> str:
     """``softmax(scores (..., n)) -> (..., n)``: exp, then divide by the sum over the last axis; no overflow."""
-    rng = Inputs(7)
+    rng = Inputs()
+    n, rows, cols, B, T = rng.int(3, 9), rng.int(2, 5), rng.int(3, 7), rng.int(2, 3), rng.int(2, 5)
+    big = rng.randn(rng.int(3, 6)) * 3
+    big[0], big[-1] = 1000.0, -1000.0
     cases = [
-        ("5 scores", rng.randn(5)),
+        (f"{n} scores", rng.randn(n)),
         ("one score", rng.randn(1)),
-        ("a (3, 4) matrix, one softmax per row", rng.randn(3, 4)),
-        ("large scores (up to 1000)", torch.tensor([1000.0, 999.0, 10.0, -1000.0])),
-        ("non-contiguous scores", non_contiguous(rng.randn(4, 3))),
+        (f"a ({rows}, {cols}) matrix, one softmax per row", rng.randn(rows, cols)),
+        (f"a batch of {B} score matrices ({T}, {T})", rng.randn(B, T, T)),
+        ("large scores (up to 1000)", big),
+        (f"non-contiguous ({cols}, {rows}) scores", non_contiguous(rng.randn(cols, rows))),
     ]
     for label, scores in cases:
         got = call(candidate, (scores,), ("scores",), label)
@@ -48,19 +63,25 @@ def check_softmax(candidate) -> str:
             ("returns exp(scores) without dividing by their sum", lambda: scores.exp()),
         ]
         compare(got, expected, label, mistakes)
-    return summary(len(cases), [c[0] for c in cases[1:]], "matches torch.softmax(scores, dim=-1)")
+    return summary(len(cases), ["one score", "one softmax per row of a matrix", "a batch of matrices",
+                                "large scores (up to 1000)", "non-contiguous scores"],
+                   "matches torch.softmax(scores, dim=-1)")
 
 
-@check("attention_weights")
+@check("attention_weights", lesson=LESSON, reference=attention_weights)
 def check_attention_weights(candidate) -> str:
     """``attention_weights(query (d,), keys (key, d)) -> (key,)``: ``softmax(keys @ query)``, unscaled."""
-    rng = Inputs(8)
+    rng = Inputs()
+    d = rng.int(3, 7)  # as many keys as features: keys.T @ query runs, and gives the wrong weights
+    T, d2 = rng.int(3, 8), rng.int(2, 6)
+    T = T + 1 if T == d2 else T
+    d3, d4, T4, d5, T5 = rng.int(2, 6), rng.int(4, 8), rng.int(2, 5), rng.int(2, 5), rng.int(3, 7)
     cases = [
-        ("d 4, 4 keys", rng.randn(4), rng.randn(4, 4)),
-        ("5 keys of d 3", rng.randn(3), rng.randn(5, 3)),
-        ("T = 1 (one key)", rng.randn(3), rng.randn(1, 3)),
-        ("large scores", 6 * rng.randn(8), 6 * rng.randn(3, 8)),
-        ("non-contiguous keys", rng.randn(3), non_contiguous(rng.randn(6, 3))),
+        (f"d {d}, {d} keys", rng.randn(d), rng.randn(d, d)),
+        (f"{T} keys of d {d2}", rng.randn(d2), rng.randn(T, d2)),
+        (f"T = 1 (one key), d {d3}", rng.randn(d3), rng.randn(1, d3)),
+        (f"large scores, {T4} keys of d {d4}", 6 * rng.randn(d4), 6 * rng.randn(T4, d4)),
+        (f"non-contiguous keys, {T5} keys of d {d5}", rng.randn(d5), non_contiguous(rng.randn(T5, d5))),
     ]
     for label, query, keys in cases:
         got = call(candidate, (query, keys), ("query", "keys"), label)
@@ -78,20 +99,29 @@ def check_attention_weights(candidate) -> str:
              lambda: torch.softmax(-((keys - query) ** 2).sum(-1), dim=-1)),
         ]
         compare(got, expected, label, mistakes, what="the weights")
-    return summary(len(cases), [c[0] for c in cases[1:]], "matches softmax(keys @ query)")
+    return summary(len(cases), ["more keys than features", "T = 1 (one key)", "large scores", "non-contiguous keys"],
+                   "matches softmax(keys @ query)")
 
 
-@check("attend")
+@check("attend", lesson=LESSON, reference=attend,
+       builtins=("torch.nn.functional.scaled_dot_product_attention",
+                 "course_lib.attention.scaled_dot_product_attention"),
+       pieces="your attention_weights, then a weighted sum of the values")
 def check_attend(candidate) -> str:
     """``attend(query (d,), keys (key, d), values (key, d_v)) -> (d_v,)``: the weights' average of the values."""
-    rng = Inputs(9)
+    rng = Inputs()
+    d, T = rng.int(3, 6), rng.int(3, 7)
+    d2, T2 = rng.int(2, 5), rng.int(2, 6)
+    dv2 = d2 + rng.int(1, 4)
+    d3, dv3, d5, T5, dv5 = rng.int(2, 5), rng.int(2, 5), rng.int(2, 5), rng.int(2, 6), rng.int(2, 5)
     cases = [
-        ("d 4, 5 keys, d_v 4", rng.randn(4), rng.randn(5, 4), rng.randn(5, 4)),
-        ("d_v ≠ d (d 3, d_v 6)", rng.randn(3), rng.randn(4, 3), rng.randn(4, 6)),
-        ("T = 1 (one key)", rng.randn(3), rng.randn(1, 3), rng.randn(1, 2)),
+        (f"d {d}, {T} keys, d_v {d}", rng.randn(d), rng.randn(T, d), rng.randn(T, d)),
+        (f"d_v ≠ d (d {d2}, d_v {dv2}, {T2} keys)", rng.randn(d2), rng.randn(T2, d2), rng.randn(T2, dv2)),
+        (f"T = 1 (one key), d {d3}, d_v {dv3}", rng.randn(d3), rng.randn(1, d3), rng.randn(1, dv3)),
         ("one key much closer than the others", torch.tensor([4.0, 0.0]),
          torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, 0.0]]), rng.randn(3, 3)),
-        ("non-contiguous values", rng.randn(3), rng.randn(5, 3), non_contiguous(rng.randn(5, 2))),
+        (f"non-contiguous values, d {d5}, {T5} keys", rng.randn(d5), rng.randn(T5, d5),
+         non_contiguous(rng.randn(T5, dv5))),
     ]
     for label, query, keys, values in cases:
         got = call(candidate, (query, keys, values), ("query", "keys", "values"), label)
@@ -112,4 +142,5 @@ def check_attend(candidate) -> str:
              lambda: values[(keys @ query).argmax()]),
         ]
         compare(got, expected, label, mistakes)
-    return summary(len(cases), [c[0] for c in cases[1:]], "matches softmax(keys @ query) @ values")
+    return summary(len(cases), ["d_v ≠ d", "T = 1 (one key)", "one key much closer than the others",
+                                "non-contiguous values"], "matches softmax(keys @ query) @ values")

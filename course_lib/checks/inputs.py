@@ -8,16 +8,35 @@ import torch.nn.functional as F
 from ..images import image_to_patches as reference_patches
 from ._core import Fail, Inputs, call, check, compare, non_contiguous, summary
 
+LESSON = "01_inputs_as_numbers"
 
-@check("embed_tokens")
+
+def _embed_tokens(ids, table):
+    return table[ids]
+
+
+def _one_hot(ids, vocab_size):
+    return F.one_hot(ids, vocab_size).float()
+
+
+@check("embed_tokens", lesson=LESSON, reference=_embed_tokens,
+       builtins=("torch.nn.functional.embedding", "torch.embedding"), pieces="index the table with the ids")
 def check_embed_tokens(candidate) -> str:
     """``embed_tokens(ids (batch, time) long, table (vocab, d)) -> (batch, time, d)``: row ``ids[b, t]`` of the table."""
-    rng = Inputs(1)
+    rng = Inputs()
+    B, T, V, d = rng.int(2, 3), rng.int(3, 6), rng.int(3, 5), rng.int(2, 6)
+    ids = rng.randint(V, B, T)
+    ids[0, 1] = ids[0, 0]  # one id seen twice, at two positions
+    V1, d1, B1 = rng.int(3, 8), rng.int(2, 6), rng.int(2, 4)
+    T2, V2, d2 = rng.int(2, 6), rng.int(3, 6), rng.int(2, 5)
+    repeated = rng.randint(V2, 1, T2)
+    repeated[0, -1] = repeated[0, 0]
+    B3, T3, V3, d3 = rng.int(2, 3), rng.int(2, 6), rng.int(4, 9), rng.int(2, 5)
     cases = [
-        ("batch 2, T 3, vocab 5, d 4", rng.randint(5, 2, 3), rng.randn(5, 4)),
-        ("T = 1", rng.randint(6, 3, 1), rng.randn(6, 3)),
-        ("batch of 1, repeated ids", torch.tensor([[2, 0, 2, 2]]), rng.randn(4, 4)),
-        ("non-contiguous table", rng.randint(7, 2, 5), non_contiguous(rng.randn(7, 3))),
+        (f"batch {B}, T {T}, vocab {V}, d {d}", ids, rng.randn(V, d)),
+        (f"T = 1, batch {B1}, vocab {V1}, d {d1}", rng.randint(V1, B1, 1), rng.randn(V1, d1)),
+        (f"batch of 1, T {T2}, repeated ids", repeated, rng.randn(V2, d2)),
+        (f"non-contiguous table, batch {B3}, T {T3}", rng.randint(V3, B3, T3), non_contiguous(rng.randn(V3, d3))),
     ]
     for label, ids, table in cases:
         got = call(candidate, (ids, table), ("ids", "table"), label)
@@ -36,7 +55,7 @@ def check_embed_tokens(candidate) -> str:
             return None
 
         compare(got, expected, label, mistakes, diagnose=new_table)
-    return summary(len(cases), [c[0] for c in cases[1:]])
+    return summary(len(cases), ["T = 1", "batch of 1, repeated ids", "non-contiguous table"])
 
 
 def _consistent_lookup(got: torch.Tensor, ids: torch.Tensor) -> bool:
@@ -45,21 +64,29 @@ def _consistent_lookup(got: torch.Tensor, ids: torch.Tensor) -> bool:
                for i in flat_ids.unique())
 
 
-@check("one_hot")
+@check("one_hot", lesson=LESSON, reference=_one_hot, builtins=("torch.nn.functional.one_hot",),
+       pieces="compare the ids with torch.arange(vocab_size)")
 def check_one_hot(candidate) -> str:
     """``one_hot(ids (batch, time) long, vocab_size) -> (batch, time, vocab_size)`` float32 of 0s and a 1."""
-    rng = Inputs(2)
+    rng = Inputs()
+    B, T, V = rng.int(2, 4), rng.int(2, 6), rng.int(3, 9)
+    B1, V1 = rng.int(2, 4), rng.int(2, 6)
+    V2 = rng.int(4, 9)
+    last = rng.randint(V2, 1, rng.int(2, 5))
+    last[0, 1] = V2 - 1
+    V3, B3, T3 = rng.int(3, 8), rng.int(2, 3), rng.int(2, 5)
     cases = [
-        ("batch 2, T 3, vocab 5", rng.randint(5, 2, 3), 5),
-        ("T = 1", rng.randint(4, 2, 1), 4),
-        ("batch of 1 with the last id", torch.tensor([[0, 6, 3]]), 7),
-        ("ids that leave the last words of the vocabulary unused", torch.tensor([[0, 1], [1, 0]]), 5),
-        ("non-contiguous ids", non_contiguous(rng.randint(6, 3, 4)), 6),
+        (f"batch {B}, T {T}, vocab {V}", rng.randint(V, B, T), V),
+        (f"T = 1, batch {B1}, vocab {V1}", rng.randint(V1, B1, 1), V1),
+        (f"batch of 1 with the last id, vocab {V2}", last, V2),
+        ("ids that leave the last words of the vocabulary unused", torch.tensor([[0, 1], [1, 0]]), rng.int(3, 7)),
+        (f"non-contiguous ids, batch {B3}, T {T3}, vocab {V3}", non_contiguous(rng.randint(V3, B3, T3)), V3),
     ]
     for label, ids, vocab_size in cases:
         got = call(candidate, (ids, vocab_size), ("ids", "vocab_size"), label)
         expected = F.one_hot(ids, vocab_size).float()
-        if isinstance(got, torch.Tensor) and got.dtype == torch.long and torch.equal(got, expected.long()):
+        if isinstance(got, torch.Tensor) and got.dtype == torch.long and got.device == expected.device \
+                and got.shape == expected.shape and torch.equal(got, expected.long()):
             raise Fail(f"returns integers (dtype torch.int64) ({label}): one-hot vectors get multiplied by "
                        f"float weights, so convert with .float()")
         mistakes = [
@@ -67,20 +94,30 @@ def check_one_hot(candidate) -> str:
              lambda: F.one_hot(ids, vocab_size).float().permute(2, 0, 1)),
         ]
         compare(got, expected, label, mistakes)
-    return summary(len(cases), [c[0] for c in cases[1:]])
+    return summary(len(cases), ["T = 1", "batch of 1 with the last id",
+                                "ids that leave the last words of the vocabulary unused", "non-contiguous ids"])
 
 
-@check("image_to_patches")
+@check("image_to_patches", lesson=LESSON, reference=reference_patches,
+       builtins=("torch.nn.functional.unfold", "course_lib.images.image_to_patches"),
+       pieces="reshape, permute, reshape")
 def check_image_to_patches(candidate) -> str:
     """``image_to_patches(images (B, C, H, W), patch) -> (B, N, C*patch*patch)``, row-major patches, channel first."""
-    rng = Inputs(3)
+    rng = Inputs()
+
+    def picture(B, C, rows, cols, p):  # B images of rows x cols patches
+        return rng.randn(B, C, rows * p, cols * p)
+
+    B, C, p, rows = rng.int(1, 3), rng.int(2, 3), rng.int(2, 3), rng.int(2, 3)
+    cols = rows + rng.int(1, 2)
+    p2, p3 = rng.int(2, 3), rng.int(2, 4)
     cases = [
-        ("1 image, 2 channels, 4x4, patch 2", rng.randn(1, 2, 4, 4), 2),
-        ("batch 2, RGB, 4x6 (not square), patch 2", rng.randn(2, 3, 4, 6), 2),
-        ("grayscale 6x4, patch 2", rng.randn(2, 1, 6, 4), 2),
-        ("patch = the whole image (N = 1)", rng.randn(2, 3, 3, 3), 3),
-        ("patch 1", rng.randn(1, 2, 2, 3), 1),
-        ("non-contiguous images", non_contiguous(rng.randn(2, 3, 4, 4)), 2),
+        (f"batch {B}, {C} channels, {rows}x{cols} patches of {p}", picture(B, C, rows, cols, p), p),
+        (f"RGB, {cols}x{rows} patches of {p2} (not square)", picture(2, 3, cols, rows, p2), p2),
+        (f"grayscale, patch {p}", picture(2, 1, cols, rows, p), p),
+        (f"patch = the whole image (N = 1), patch {p3}", picture(2, 3, 1, 1, p3), p3),
+        ("patch 1", picture(1, 2, rows, cols, 1), 1),
+        (f"non-contiguous images, patch {p2}", non_contiguous(picture(2, 3, rows, rows, p2)), p2),
     ]
     for label, images, patch in cases:
         got = call(candidate, (images, patch), ("images", "patch"), label)

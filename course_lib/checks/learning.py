@@ -6,18 +6,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import Fail, Inputs, call, check, close, compare, fmt_number, non_contiguous, summary
+from ._core import Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number, non_contiguous, summary
+
+LESSON = "02_learning"
 
 
-@check("cross_entropy")
+def _cross_entropy(logits, targets):
+    return F.cross_entropy(logits, targets)
+
+
+def _sgd_step(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+            p.grad = None
+
+
+@check("cross_entropy", lesson=LESSON, reference=_cross_entropy,
+       builtins=("torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss"),
+       pieces="log_softmax, pick each row's target, minus the mean")
 def check_cross_entropy(candidate) -> str:
     """``cross_entropy(logits (batch, classes), targets (batch,) long) -> ()``: mean of -log softmax at the target."""
-    rng = Inputs(4)
+    rng = Inputs()
+    B, C = rng.int(3, 8), rng.int(3, 7)
+    targets = rng.randint(C, B)
+    targets[1] = (targets[0] + 1) % C  # not all the same target
+    C1, B2, C3, B3 = rng.int(2, 6), rng.int(3, 8), rng.int(3, 6), rng.int(2, 6)
     cases = [
-        ("batch 4, 3 classes", rng.randn(4, 3), rng.randint(3, 4)),
-        ("batch of 1", rng.randn(1, 5), torch.tensor([4])),
-        ("2 classes, confident logits", 8 * rng.randn(6, 2), rng.randint(2, 6)),
-        ("non-contiguous logits", non_contiguous(rng.randn(5, 4)), rng.randint(4, 5)),
+        (f"batch {B}, {C} classes", rng.randn(B, C), targets),
+        (f"batch of 1, {C1} classes", rng.randn(1, C1), torch.tensor([C1 - 1])),
+        (f"2 classes, confident logits, batch {B2}", 8 * rng.randn(B2, 2), rng.randint(2, B2)),
+        (f"non-contiguous logits, batch {B3}, {C3} classes", non_contiguous(rng.randn(B3, C3)), rng.randint(C3, B3)),
     ]
     for label, logits, targets in cases:
         logits.requires_grad_()
@@ -48,35 +67,57 @@ def check_cross_entropy(candidate) -> str:
         if not got.requires_grad:
             raise Fail(f"the loss is cut off from autograd ({label}): avoid .item(), .detach() and "
                        f"torch.tensor(...) inside, so that loss.backward() reaches the logits")
-        grad, = torch.autograd.grad(got, logits)
+        grad, = torch.autograd.grad(got, logits, allow_unused=True)
+        if grad is None:
+            raise Fail(f"the value is right, but the loss is a new tensor not computed from `logits` ({label}), "
+                       f"so loss.backward() never reaches them: no torch.tensor(loss.item(), requires_grad=True); "
+                       f"return the tensor your torch operations computed")
         expected_grad, = torch.autograd.grad(F.cross_entropy(logits, targets), logits)
         if not close(grad, expected_grad):
             raise Fail(f"the value is right but its gradient is not ({label}): compute it from `logits` "
                        f"with differentiable torch operations")
-    return summary(len(cases), [c[0] for c in cases[1:]], "value and gradient match F.cross_entropy")
+    return summary(len(cases), ["batch of 1", "2 classes, confident logits", "non-contiguous logits"],
+                   "value and gradient match F.cross_entropy")
 
 
-@check("sgd_step")
+@check("sgd_step", lesson=LESSON, reference=_sgd_step, builtins=("torch.optim.SGD.step",),
+       pieces="p -= lr * p.grad inside torch.no_grad(), then p.grad = None")
 def check_sgd_step(candidate) -> str:
-    """``sgd_step(params: list of tensors with .grad, lr)`` updates each ``p`` to ``p - lr * p.grad`` in place."""
-    rng = Inputs(5)
-    cases = [("a weight (3, 2) and a bias (2,), lr 0.1", [rng.randn(3, 2), rng.randn(2)], 0.1),
-             ("one scalar parameter, lr 0.5", [rng.randn(())], 0.5),
-             ("a weight (4, 4), lr 0.01", [rng.randn(4, 4)], 0.01)]
+    """``sgd_step(params: list of tensors with .grad, lr)`` updates each ``p`` to ``p - lr * p.grad`` in place.
+
+    The check keeps its own references to the tensors: the model holds those, so they must change, and the
+    list must still hold them (rebinding ``params[i] = ...`` or emptying the list leaves the model as it was).
+    """
+    rng = Inputs()
+    rows, cols, n = rng.int(2, 5), rng.int(2, 5), rng.int(2, 6)
+    lr1, lr2, lr3 = rng.choice((0.1, 0.05, 0.2)), rng.choice((0.5, 0.3)), rng.choice((0.01, 0.02))
+    cases = [(f"a weight ({rows}, {cols}) and a bias ({cols},), lr {lr1}", [rng.randn(rows, cols), rng.randn(cols)], lr1),
+             (f"one scalar parameter, lr {lr2}", [rng.randn(())], lr2),
+             (f"a weight ({n}, {n}), lr {lr3}", [rng.randn(n, n)], lr3)]
     for label, values, lr in cases:
         params = [v.clone().requires_grad_() for v in values]
         loss = sum(((p * 1.5) ** 2).sum() - p.sum() for p in params)  # gradients 4.5 p - 1: all different
         loss.backward()
         grads = [p.grad.clone() for p in params]
+        tensors = list(params)  # the check's own references: what the model holds
         result = call(candidate, (params, lr), ("params", "lr"), label, inplace_ok=True)
         if result is not None and not isinstance(result, (list, tuple)):
-            raise Fail(f"returns a {type(result).__name__} ({label}); sgd_step changes the parameters in place "
+            raise Fail(f"returns {describe_type(result)} ({label}); sgd_step changes the parameters in place "
                        f"and returns nothing")
-        for i, (p, old, g) in enumerate(zip(params, values, grads)):
+        if not isinstance(params, list) or len(params) != len(tensors):
+            raise Fail(f"changes the list `params` itself ({label}): it now holds {len(params)} of its "
+                       f"{len(tensors)} tensors; update each tensor in place and leave the list as it is")
+        for i, (now, p) in enumerate(zip(params, tensors)):
+            if now is not p:
+                raise Fail(f"replaces params[{i}] with a new tensor ({label}): the model still holds the old one, "
+                           f"which did not move; update the tensor itself, `p -= lr * p.grad` inside "
+                           f"`with torch.no_grad():`")
+        for i, (p, old, g) in enumerate(zip(tensors, values, grads)):
             name = f"parameter {i}"
-            if not isinstance(p, torch.Tensor) or not p.requires_grad:
+            if not p.requires_grad:
                 raise Fail(f"{name} no longer requires a gradient ({label}): update p in place "
                            f"(p -= lr * p.grad) inside torch.no_grad(), do not replace it")
+            check_tensor(p.detach(), old, label, f"{name} after the step")
             mistakes = [
                 ("the parameters did not change: `p = p - lr * p.grad` makes a new tensor and leaves the "
                  "parameter alone; write `p -= lr * p.grad` inside `with torch.no_grad():`", lambda: old),
@@ -89,7 +130,8 @@ def check_sgd_step(candidate) -> str:
             if p.grad is not None and bool(p.grad.abs().sum() > 0):
                 raise Fail(f"the gradients were not reset ({label}): after updating, set p.grad = None "
                            f"(or p.grad.zero_()), or the next backward() adds to the old gradients")
-    return summary(len(cases), [c[0] for c in cases[1:]], "updates p -= lr * p.grad and resets the gradients")
+    return summary(len(cases), ["one scalar parameter", "a square weight with a small lr"],
+                   "updates p -= lr * p.grad and resets the gradients")
 
 
 def _reference_step(model, loss_fn, optimizer, inputs, targets, mistake: str | None = None) -> float:
@@ -105,36 +147,53 @@ def _reference_step(model, loss_fn, optimizer, inputs, targets, mistake: str | N
     return loss.item()
 
 
-def _setup(kind: str):
+def _training_step(model, loss_fn, optimizer, inputs, targets) -> float:
+    return _reference_step(model, loss_fn, optimizer, inputs, targets)
+
+
+def _setup(kind: str, n_in: int, n_out: int, seed: int):
     def build():
         if kind == "linear":
-            model = nn.Linear(4, 3)
+            model = nn.Linear(n_in, n_out)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         else:
-            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+            model = nn.Sequential(nn.Linear(n_in, 8), nn.ReLU(), nn.Linear(8, n_out))
             optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
         for p in model.parameters():  # what an earlier step's backward() left behind
             p.grad = torch.full_like(p, 0.3)
         return model, optimizer
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(6)
+        torch.manual_seed(seed)
         return build()
 
 
-@check("training_step")
+def _flat(parameters) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in parameters])
+
+
+@check("training_step", lesson=LESSON, reference=_training_step)
 def check_training_step(candidate) -> str:
-    """``training_step(model, loss_fn, optimizer, inputs, targets) -> float``: one full update; returns the loss."""
-    rng = Inputs(6)
-    cases = [("nn.Linear with SGD, old gradients left over", "linear", 1, rng.randn(6, 4), rng.randint(3, 6)),
-             ("a small MLP with Adam, batch of 1", "mlp", 1, rng.randn(1, 4), rng.randint(3, 1)),
-             ("three steps in a row", "mlp", 3, rng.randn(5, 4), rng.randint(3, 5))]
+    """``training_step(model, loss_fn, optimizer, inputs, targets) -> float``: one full update; returns the loss.
+
+    The check keeps its own references to the model's parameters: those must have moved, and the model
+    must still hold them.
+    """
+    rng = Inputs()
+    n_in, n_out = rng.int(3, 6), rng.int(2, 4)
+    B1, B3 = rng.int(3, 8), rng.int(2, 6)
+    cases = [(f"nn.Linear({n_in}, {n_out}) with SGD, batch {B1}, old gradients left over", "linear", 1,
+              rng.randn(B1, n_in), rng.randint(n_out, B1)),
+             ("a small MLP with Adam, batch of 1", "mlp", 1, rng.randn(1, n_in), rng.randint(n_out, 1)),
+             (f"three steps in a row, batch {B3}", "mlp", 3, rng.randn(B3, n_in), rng.randint(n_out, B3))]
     loss_fn = F.cross_entropy
     for label, kind, n_steps, inputs, targets in cases:
-        model, optimizer = _setup(kind)
+        setup = (kind, n_in, n_out, rng.seed)
+        model, optimizer = _setup(*setup)
+        tensors = list(model.parameters())  # the check's own references: what the optimizer holds
         for _ in range(n_steps):
             got = call(candidate, (model, loss_fn, optimizer, inputs, targets),
                        ("model", "loss_fn", "optimizer", "inputs", "targets"), label)
-        ref_model, ref_optimizer = _setup(kind)
+        ref_model, ref_optimizer = _setup(*setup)
         for _ in range(n_steps):
             expected = _reference_step(ref_model, loss_fn, ref_optimizer, inputs, targets)
         if got is None:
@@ -142,10 +201,15 @@ def check_training_step(candidate) -> str:
         if isinstance(got, torch.Tensor):
             raise Fail(f"returns a tensor ({label}): return loss.item(), a float (a tensor keeps the whole "
                        f"computation graph alive)")
-        if not isinstance(got, (float, int)):
-            raise Fail(f"returns a {type(got).__name__} ({label}); expected the loss as a float, loss.item()")
-        params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-        expected_params = torch.cat([p.detach().reshape(-1) for p in ref_model.parameters()])
+        if not isinstance(got, (float, int)) or isinstance(got, bool):
+            raise Fail(f"returns {describe_type(got)} ({label}); expected the loss as a float, loss.item()")
+        now = list(model.parameters())
+        for p in now + tensors:
+            check_tensor(p.detach(), inputs, label, "a parameter after the step")
+        if len(now) != len(tensors) or any(a is not b for a, b in zip(now, tensors)):
+            raise Fail(f"replaces the model's parameters with new tensors ({label}): the optimizer still holds "
+                       f"the old ones; let optimizer.step() update them in place")
+        params, expected_params = _flat(tensors), _flat(ref_model.parameters())
         if not close(params, expected_params):
             for mistake, diagnosis in (
                 ("no zero_grad", "the old gradients were not cleared: call optimizer.zero_grad() before "
@@ -153,20 +217,20 @@ def check_training_step(candidate) -> str:
                 ("no step", "the parameters did not change: call optimizer.step() after loss.backward() "
                             "(and zero_grad() before backward(), never between backward() and step())"),
             ):
-                wrong_model, wrong_optimizer = _setup(kind)
+                wrong_model, wrong_optimizer = _setup(*setup)
                 for _ in range(n_steps):
                     _reference_step(wrong_model, loss_fn, wrong_optimizer, inputs, targets, mistake)
-                wrong = torch.cat([p.detach().reshape(-1) for p in wrong_model.parameters()])
-                if close(params, wrong):
+                if close(params, _flat(wrong_model.parameters())):
                     raise Fail(f"{diagnosis} ({label})")
             raise Fail(f"the parameters after the step differ from one optimizer step on loss_fn(model(inputs), "
                        f"targets) ({label})")
         if abs(float(got) - expected) > 1e-4 * max(1.0, abs(expected)):
-            wrong_model, wrong_optimizer = _setup(kind)
+            wrong_model, wrong_optimizer = _setup(*setup)
             for _ in range(n_steps):
                 after = _reference_step(wrong_model, loss_fn, wrong_optimizer, inputs, targets, "loss after step")
             if abs(float(got) - after) <= 1e-4 * max(1.0, abs(after)):
                 raise Fail(f"returns the loss after the update ({label}): return this batch's loss from "
                            f"before optimizer.step()")
             raise Fail(f"returned loss {fmt_number(float(got))} ({label}); expected {fmt_number(expected)}")
-    return summary(len(cases), [c[0] for c in cases[1:]], "updates the parameters like one optimizer step")
+    return summary(len(cases), ["a small MLP with Adam, batch of 1", "three steps in a row"],
+                   "updates the parameters like one optimizer step")

@@ -8,22 +8,30 @@ import torch
 from torch import nn
 
 from ..attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
-from ._core import Fail, Inputs, call, check, compare, lazy, non_contiguous, seeded_module, summary
-from .self_attention import ATTENTION_MISTAKES, _unpack_pair, attention_variant
+from ._core import Fail, Inputs, call, check, compare, describe_type, lazy, non_contiguous, seeded_module, summary, unpack_pair
+from .self_attention import ATTENTION_MISTAKES, attention_variant
+
+LESSON = "05_multi_head_attention"
 
 
-@check("split_heads")
+@check("split_heads", lesson=LESSON, reference=split_heads, builtins=("course_lib.attention.split_heads",),
+       pieces="view (batch, time, heads, d_head), then transpose(1, 2)")
 def check_split_heads(candidate) -> str:
     """``split_heads(x (batch, time, d_model), n_heads) -> (batch, heads, time, d_head)``;
     head h holds features h*d_head ... (h+1)*d_head - 1."""
-    rng = Inputs(14)
+    rng = Inputs()
+    B, T, H, dh = rng.int(2, 3), rng.int(3, 6), rng.int(2, 4), rng.int(2, 4)
+    T = T + 1 if T == H else T
+    H2, dh2, H3, dh3, T4, H4, T5, dh5 = (rng.int(2, 4), rng.int(1, 3), rng.int(2, 3), rng.int(1, 3), rng.int(2, 5),
+                                        rng.int(2, 5), rng.int(2, 5), rng.int(2, 4))
+    T6, H6, dh6 = rng.int(2, 5), rng.int(2, 3), rng.int(2, 3)
     cases = [
-        ("batch 2, T 3, d_model 8, 2 heads", rng.randn(2, 3, 8), 2),
-        ("T = 1, batch of 1, 3 heads", rng.randn(1, 1, 6), 3),
-        ("T equal to the number of heads", rng.randn(2, 2, 4), 2),
-        ("one feature per head", rng.randn(2, 3, 4), 4),
-        ("one head", rng.randn(2, 3, 4), 1),
-        ("non-contiguous x", non_contiguous(rng.randn(2, 5, 6)), 2),
+        (f"batch {B}, T {T}, d_model {H * dh}, {H} heads", rng.randn(B, T, H * dh), H),
+        (f"T = 1, batch of 1, {H2} heads of {dh2}", rng.randn(1, 1, H2 * dh2), H2),
+        (f"T equal to the number of heads, {H3}", rng.randn(2, H3, H3 * (dh3 + 1)), H3),
+        (f"one feature per head, T {T4}, {H4} heads", rng.randn(2, T4, H4), H4),
+        (f"one head, T {T5}, d_model {dh5}", rng.randn(2, T5, dh5), 1),
+        (f"non-contiguous x, T {T6}, {H6} heads", non_contiguous(rng.randn(2, T6, H6 * dh6)), H6),
     ]
     for label, x, n_heads in cases:
         got = call(candidate, (x, n_heads), ("x", "n_heads"), label)
@@ -45,16 +53,22 @@ def check_split_heads(candidate) -> str:
                                 "non-contiguous x"])
 
 
-@check("merge_heads")
+@check("merge_heads", lesson=LESSON, reference=merge_heads, builtins=("course_lib.attention.merge_heads",),
+       pieces="transpose(1, 2), then reshape")
 def check_merge_heads(candidate) -> str:
     """``merge_heads(x (batch, heads, time, d_head)) -> (batch, time, heads * d_head)``: undoes split_heads."""
-    rng = Inputs(15)
+    rng = Inputs()
+    B, H, T, dh = rng.int(2, 3), rng.int(2, 4), rng.int(3, 6), rng.int(2, 5)
+    T = T + 1 if T == H else T
+    H2, dh2, T3, dh3, H4, T5, H5, dh5 = (rng.int(2, 4), rng.int(1, 4), rng.int(2, 5), rng.int(2, 5), rng.int(2, 4),
+                                        rng.int(2, 4), rng.int(2, 4), rng.int(2, 5))
+    T5 = T5 + 1 if T5 == H5 else T5
     cases = [
-        ("batch 2, 2 heads, T 3, d_head 4", rng.randn(2, 2, 3, 4)),
-        ("T = 1, batch of 1, 3 heads", rng.randn(1, 3, 1, 2)),
-        ("one head", rng.randn(2, 1, 4, 3)),
-        ("T equal to the number of heads", rng.randn(2, 2, 2, 2)),
-        ("non-contiguous x (as after a transpose)", rng.randn(2, 3, 2, 4).transpose(1, 2)),
+        (f"batch {B}, {H} heads, T {T}, d_head {dh}", rng.randn(B, H, T, dh)),
+        (f"T = 1, batch of 1, {H2} heads", rng.randn(1, H2, 1, dh2)),
+        (f"one head, T {T3}", rng.randn(2, 1, T3, dh3)),
+        (f"T equal to the number of heads, {H4}", rng.randn(2, H4, H4, H4)),
+        (f"non-contiguous x (as after a transpose), {H5} heads, T {T5}", rng.randn(2, T5, H5, dh5).transpose(1, 2)),
     ]
     for label, x in cases:
         got = call(candidate, (x,), ("x",), label)
@@ -102,52 +116,60 @@ def _mha_mistakes(ref: MultiHeadAttention):
     return found
 
 
-@check("multi_head_attention")
+@check("multi_head_attention", lesson=LESSON, reference=MultiHeadAttention,
+       builtins=("torch.nn.MultiheadAttention.forward", "torch.nn.functional.multi_head_attention_forward",
+                 "course_lib.attention.MultiHeadAttention.forward"),
+       pieces="four nn.Linear layers, split_heads, scaled_dot_product_attention, merge_heads")
 def check_multi_head_attention(candidate) -> str:
     """``check_multi_head_attention(MultiHeadAttention)``: build the learner's class, give its q_proj, k_proj,
     v_proj and out_proj the reference's weights, and compare ``forward(x, mask=None) -> (output, weights)``."""
     if isinstance(candidate, nn.Module):
-        raise Fail("got an instance: pass the class itself, check_multi_head_attention(MultiHeadAttention)")
-    rng = Inputs(16)
-    configs = [(8, 2), (12, 3)]
+        raise Fail("got an instance: pass the class itself, check_multi_head_attention(MultiHeadAttention)",
+                   about_inputs=False)
+    rng = Inputs()
+    configs = []
+    for n_heads in (rng.int(2, 3), rng.int(3, 4)):
+        d_head = rng.int(2, 4)
+        d_head += d_head == n_heads  # d_head = n_heads would make √d_model = d_head: two mistakes alike
+        configs.append((n_heads * d_head, n_heads))
     n_cases = 0
     for d_model, n_heads in configs:
         built = f"MultiHeadAttention({d_model}, {n_heads})"
         model = call(candidate, (d_model, n_heads), ("d_model", "n_heads"), built)
         if not isinstance(model, nn.Module):
-            raise Fail(f"{built} is a {type(model).__name__}, not an nn.Module: subclass nn.Module")
-        ref = seeded_module(lambda: MultiHeadAttention(d_model, n_heads), seed=17).eval()
+            raise Fail(f"{built} is {describe_type(model)}, not an nn.Module: subclass nn.Module", about_inputs=False)
+        ref = seeded_module(lambda: MultiHeadAttention(d_model, n_heads), seed=rng.seed + d_model).eval()
         for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
             layer = getattr(model, name, None)
             if not isinstance(layer, nn.Linear) or (layer.in_features, layer.out_features) != (d_model, d_model):
                 raise Fail(f"{built} needs self.{name} = nn.Linear(d_model, d_model); got "
-                           f"{type(layer).__name__ if layer is not None else 'no such attribute'}")
+                           f"{type(layer).__name__ if layer is not None else 'no such attribute'}", about_inputs=False)
             if layer.bias is None:
                 raise Fail(f"{built}: self.{name} has no bias: use nn.Linear(d_model, d_model) with its bias "
-                           f"(bias=True, the default), as in course_lib's MultiHeadAttention")
+                           f"(bias=True, the default), as in course_lib's MultiHeadAttention", about_inputs=False)
             try:
                 layer.load_state_dict(getattr(ref, name).state_dict())
             except Exception as error:
                 # PyTorch's message spans several lines, the first one saying only "Error(s) in ...:".
                 detail = " ".join(str(error).split())
                 detail = detail if len(detail) <= 200 else detail[:199] + "…"
-                raise Fail(f"could not load weights into self.{name}: {detail}") from None
+                raise Fail(f"could not load weights into self.{name}: {detail}", about_inputs=False) from None
         model.eval()
-        T = 4
+        T, T3, T5 = rng.int(3, 6), rng.int(3, 6), rng.int(2, 5)
         keep_one = torch.zeros(T, T, dtype=torch.bool)
-        keep_one[torch.arange(T), torch.tensor([2, 0, 3, 1])] = True
+        keep_one[torch.arange(T), rng.permutation(T)] = True
         cases = [
-            (f"{built}, batch 2, T 4", rng.randn(2, T, d_model), None),
+            (f"{built}, batch 2, T {T}", rng.randn(2, T, d_model), None),
             (f"{built}, T = 1", rng.randn(2, 1, d_model), None),
-            (f"{built}, batch of 1 with a causal mask", rng.randn(1, 5, d_model), causal_mask(5)),
-            (f"{built}, a mask that blocks all but one key", rng.randn(2, T, d_model), keep_one),
-            (f"{built}, non-contiguous x", non_contiguous(rng.randn(2, 3, d_model)), None),
+            (f"{built}, batch of 1 with a causal mask, T {T3}", rng.randn(1, T3, d_model), causal_mask(T3)),
+            (f"{built}, a mask that blocks all but one key, T {T}", rng.randn(2, T, d_model), keep_one),
+            (f"{built}, non-contiguous x, T {T5}", non_contiguous(rng.randn(2, T5, d_model)), None),
         ]
         for label, x, mask in cases:
             with torch.no_grad():
                 got = call(model, (x,) if mask is None else (x, mask), ("x", "mask"), label)
                 expected_out, expected_weights = ref(x, mask)
-                out, weights = _unpack_pair(got, label, expected_out, expected_weights)
+                out, weights = unpack_pair(got, label, expected_out, expected_weights)
                 variants = [(diagnosis, lazy(_mha_variant, ref, x, mask, **kw)) for diagnosis, kw in _mha_mistakes(ref)
                             if mask is not None or "mask_mode" not in kw]
                 weight_mistakes = [(d, lambda w=w: w()[1]) for d, w in variants]
@@ -157,5 +179,5 @@ def check_multi_head_attention(candidate) -> str:
                 compare(weights, expected_weights, label, weight_mistakes, what="the weights")
                 compare(out, expected_out, label, [(d, lambda w=w: w()[0]) for d, w in variants], what="the output")
             n_cases += 1
-    return summary(n_cases, ["2 and 3 heads", "T = 1", "batch of 1", "causal mask", "all-but-one-key mask",
+    return summary(n_cases, ["2 to 4 heads", "T = 1", "batch of 1", "causal mask", "all-but-one-key mask",
                              "non-contiguous x"], "output and weights match course_lib's MultiHeadAttention")

@@ -9,6 +9,17 @@ import torch.nn.functional as F
 from ..positions import sinusoidal_positions
 from ._core import Inputs, call, check, compare, non_contiguous, summary
 
+LESSON = "06_positions"
+
+
+def _add_positions(x, table):
+    return x + table[: x.shape[1]]
+
+
+def _position_similarity(positions):
+    unit = F.normalize(positions, dim=-1)
+    return unit @ unit.T
+
 
 def _sinusoidal_variant(T: int, d: int, swap=False, concat=False, exponent="2i/d", start=0, multiply=False):
     """The table as defined (defaults) or with one classic mistake."""
@@ -28,10 +39,14 @@ def _sinusoidal_variant(T: int, d: int, swap=False, concat=False, exponent="2i/d
     return table.float()
 
 
-@check("sinusoidal_positions")
+@check("sinusoidal_positions", lesson=LESSON, reference=sinusoidal_positions,
+       builtins=("course_lib.positions.sinusoidal_positions",),
+       pieces="angles t / 10000^(2i/d), sin into 0::2, cos into 1::2")
 def check_sinusoidal_positions(candidate) -> str:
     """``sinusoidal_positions(T, d) -> (T, d)``: sin at even, cos at odd feature indices, base 10000."""
-    sizes = [(6, 4), (1, 8), (5, 2), (50, 16)]
+    rng = Inputs()
+    sizes = [(rng.int(3, 12), 2 * rng.int(2, 8)), (1, 2 * rng.int(1, 8)), (rng.int(2, 10), 2),
+             (rng.int(40, 64), 2 * rng.int(6, 12))]
     for T, d in sizes:
         label = f"T = {T}, d = {d}"
         got = call(candidate, (T, d), ("T", "d"), label)
@@ -51,18 +66,21 @@ def check_sinusoidal_positions(candidate) -> str:
              lambda: _sinusoidal_variant(T, d, multiply=True)),
         ]
         compare(got, expected, label, mistakes, what="the table", atol=1e-4)
-    return summary(len(sizes), ["T = 1", "d = 2", "T = 50"], "matches the reference table")
+    return summary(len(sizes), ["T = 1", "d = 2", "a long sequence"], "matches the reference table")
 
 
-@check("add_positions")
+@check("add_positions", lesson=LESSON, reference=_add_positions)
 def check_add_positions(candidate) -> str:
     """``add_positions(x (batch, time, d), table (max_len, d)) -> (batch, time, d)``: x plus the first ``time`` rows."""
-    rng = Inputs(18)
+    rng = Inputs()
+    B, T, d = rng.int(2, 4), rng.int(2, 6), rng.int(2, 6)
+    L = T + rng.int(2, 6)
+    d2, L2, T3, d3, T4, d4 = rng.int(2, 5), rng.int(2, 8), rng.int(2, 6), rng.int(2, 4), rng.int(2, 5), 2 * rng.int(1, 4)
     cases = [
-        ("batch 2, T 3, d 4, table of 10 positions", rng.randn(2, 3, 4), rng.randn(10, 4)),
-        ("T = 1", rng.randn(2, 1, 4), rng.randn(6, 4)),
-        ("batch of 1, T = the table's length", rng.randn(1, 5, 2), rng.randn(5, 2)),
-        ("non-contiguous x", non_contiguous(rng.randn(3, 4, 6)), sinusoidal_positions(8, 6)),
+        (f"batch {B}, T {T}, d {d}, table of {L} positions", rng.randn(B, T, d), rng.randn(L, d)),
+        (f"T = 1, d {d2}, table of {L2}", rng.randn(2, 1, d2), rng.randn(L2, d2)),
+        (f"batch of 1, T = the table's length, {T3}", rng.randn(1, T3, d3), rng.randn(T3, d3)),
+        (f"non-contiguous x, T {T4}, d {d4}", non_contiguous(rng.randn(3, T4, d4)), sinusoidal_positions(T4 + 3, d4)),
     ]
     for label, x, table in cases:
         got = call(candidate, (x, table), ("x", "table"), label)
@@ -77,18 +95,24 @@ def check_add_positions(candidate) -> str:
             ("returns the positions without x: return x + table[:T]", lambda: table[:T].expand_as(x)),
         ]
         compare(got, expected, label, mistakes)
-    return summary(len(cases), [c[0] for c in cases[1:]], "equals x + table[:T] and leaves x unchanged")
+    return summary(len(cases), ["T = 1", "batch of 1, T = the table's length", "non-contiguous x"],
+                   "equals x + table[:T] and leaves x unchanged")
 
 
-@check("position_similarity")
+@check("position_similarity", lesson=LESSON, reference=_position_similarity,
+       builtins=("torch.nn.functional.cosine_similarity", "torch.cosine_similarity"),
+       pieces="divide each row by its length, then unit @ unit.T")
 def check_position_similarity(candidate) -> str:
     """``position_similarity(positions (T, d)) -> (T, T)``: the cosine similarity of every pair of rows."""
-    rng = Inputs(19)
+    rng = Inputs()
+    T, d = rng.int(3, 9), 2 * rng.int(2, 6)
+    d2, T3, d3, T4, d4 = rng.int(2, 6), rng.int(3, 6), rng.int(2, 5), rng.int(2, 6), rng.int(2, 5)
+    lengths = torch.tensor([0.1, 1.0, 10.0, 3.0, 0.5, 30.0])[rng.permutation(6)][:T3, None]
     cases = [
-        ("the sinusoidal table, T 6, d 8", sinusoidal_positions(6, 8)),
-        ("T = 1", rng.randn(1, 4)),
-        ("rows of very different lengths", rng.randn(4, 3) * torch.tensor([[0.1], [1.0], [10.0], [3.0]])),
-        ("non-contiguous positions", non_contiguous(rng.randn(5, 3))),
+        (f"the sinusoidal table, T {T}, d {d}", sinusoidal_positions(T, d)),
+        (f"T = 1, d {d2}", rng.randn(1, d2)),
+        (f"rows of very different lengths, T {T3}, d {d3}", rng.randn(T3, d3) * lengths),
+        (f"non-contiguous positions, T {T4}, d {d4}", non_contiguous(rng.randn(T4, d4))),
     ]
     for label, positions in cases:
         got = call(candidate, (positions,), ("positions",), label)
@@ -104,4 +128,5 @@ def check_position_similarity(candidate) -> str:
              lambda: torch.cdist(positions, positions)),
         ]
         compare(got, expected, label, mistakes)
-    return summary(len(cases), [c[0] for c in cases[1:]], "matches the cosine similarity")
+    return summary(len(cases), ["T = 1", "rows of very different lengths", "non-contiguous positions"],
+                   "matches the cosine similarity")

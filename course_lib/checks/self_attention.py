@@ -11,7 +11,10 @@ from torch import nn
 
 from ..attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from ..positions import sinusoidal_positions
-from ._core import Fail, Inputs, call, check, compare, lazy, non_contiguous, seeded_module, shape_str, summary
+from ._core import (Fail, Inputs, call, check, check_tensor, compare, describe_type, lazy, non_contiguous, seeded_module,
+                    shape_str, summary, unpack_pair)
+
+LESSON = "04_self_attention"
 
 
 def attention_variant(q, k, v, mask=None, *, scale="sqrt", softmax_dim=-1, mask_mode="before"):
@@ -52,77 +55,12 @@ ATTENTION_MISTAKES = (
 )
 
 
-def _unpack_pair(got, label: str, expected_out, expected_weights, what: str = "(output, weights)"):
-    if got is None:
-        raise Fail(f"returned None ({label}): return the pair {what}")
-    if isinstance(got, torch.Tensor):
-        raise Fail(f"returns one tensor of shape {shape_str(got.shape)} ({label}): return both {what}")
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        raise Fail(f"returns a {type(got).__name__} ({label}); expected the pair {what}")
-    out, weights = got
-    if weights is None and isinstance(out, torch.Tensor):
-        raise Fail(f"returns the weights as None ({label}): return the weights too, {what}")
-    if out is None and isinstance(weights, torch.Tensor):
-        raise Fail(f"returns the output as None ({label}): return the output too, {what}")
-    if (isinstance(out, torch.Tensor) and isinstance(weights, torch.Tensor) and out.shape != expected_out.shape
-            and out.shape == expected_weights.shape and weights.shape == expected_out.shape):
-        raise Fail(f"returns (weights, output) ({label}): return {what}, in that order")
-    return out, weights
-
-
-def _attention_cases(rng: Inputs):
-    def all_but_one(T_q, T_k):
-        keep = torch.zeros(T_q, T_k, dtype=torch.bool)
-        keep[torch.arange(T_q), rng.randint(T_k, T_q)] = True
-        return keep
-
-    def random_mask(*shape):
-        keep = rng.rand(*shape) < 0.5
-        keep[..., 0] = True  # every query may attend to at least one key
-        keep[..., -1] = False if shape[-1] > 1 else True
-        return keep
-
-    return [
-        ("batch 2, T 3, d 4", rng.randn(2, 3, 4), rng.randn(2, 3, 4), rng.randn(2, 3, 4), None),
-        ("d_v ≠ d and 2 queries on 5 keys", rng.randn(2, 2, 4), rng.randn(2, 5, 4), rng.randn(2, 5, 6), None),
-        ("T = 1", rng.randn(1, 1, 3), rng.randn(1, 1, 3), rng.randn(1, 1, 2), None),
-        ("batch of 1 with a causal mask", rng.randn(1, 4, 4), rng.randn(1, 4, 4), rng.randn(1, 4, 3),
-         causal_mask(4)),
-        ("a mask that blocks all but one key", rng.randn(2, 3, 4), rng.randn(2, 5, 4), rng.randn(2, 5, 2),
-         all_but_one(3, 5)),
-        ("(batch, heads) inputs with a broadcast padding-style mask", rng.randn(2, 2, 3, 4), rng.randn(2, 2, 3, 4),
-         rng.randn(2, 2, 3, 4), random_mask(2, 1, 3, 3)),
-        ("non-contiguous q, k, v", non_contiguous(rng.randn(2, 3, 4)), non_contiguous(rng.randn(2, 3, 4)),
-         non_contiguous(rng.randn(2, 3, 5)), None),
-    ]
-
-
-@check("scaled_dot_product_attention")
-def check_scaled_dot_product_attention(candidate) -> str:
-    """``scaled_dot_product_attention(q, k, v, mask=None) -> (output, weights)``; mask True = may attend."""
-    cases = _attention_cases(Inputs(10))
-    for label, q, k, v, mask in cases:
-        args = (q, k, v) if mask is None else (q, k, v, mask)
-        got = call(candidate, args, ("q", "k", "v", "mask"), label)
-        expected_out, expected_weights = scaled_dot_product_attention(q, k, v, mask)
-        out, weights = _unpack_pair(got, label, expected_out, expected_weights)
-        mistakes = [(diagnosis, kw) for diagnosis, kw in ATTENTION_MISTAKES if mask is not None or "mask_mode" not in kw]
-        mistakes.append(("scores divided by √d_v instead of √d (d is the size of the queries and keys)",
-                         {"scale": math.sqrt(v.shape[-1])}))
-        variants = [(diagnosis, lazy(attention_variant, q, k, v, mask, **kw)) for diagnosis, kw in mistakes]
-        weight_mistakes = [(d, lambda w=w: w()[1]) for d, w in variants]
-        weight_mistakes.append(("weights transposed: return them as (..., query, key)",
-                                lambda: expected_weights.transpose(-2, -1)))
-        compare(weights, expected_weights, label, weight_mistakes, what="the weights")
-        compare(out, expected_out, label, [(d, lambda w=w: w()[0]) for d, w in variants], what="the output")
-    return summary(len(cases), ["d_v ≠ d", "T = 1", "causal mask", "all-but-one-key mask",
-                                "broadcast mask", "non-contiguous inputs"], "output and weights match the reference")
-
-
-@check("causal_mask")
+@check("causal_mask", lesson=LESSON, reference=causal_mask, builtins=("course_lib.attention.causal_mask",),
+       pieces="torch.ones(T, T, dtype=torch.bool).tril()")
 def check_causal_mask(candidate) -> str:
     """``causal_mask(T) -> (T, T)`` bool, True where query t may attend to key s (s <= t)."""
-    sizes = (4, 1, 2, 7)
+    rng = Inputs()
+    sizes = (rng.int(3, 9), 1, 2, rng.int(10, 40))
     for T in sizes:
         label = f"T = {T}"
         got = call(candidate, (T,), ("T",), label)
@@ -141,18 +79,82 @@ def check_causal_mask(candidate) -> str:
             raise Fail(f"returns dtype {got.dtype} ({label}): return a bool tensor (True = may attend), "
                        f"e.g. with .bool()")
         compare(got, expected, label, mistakes, what="the mask")
-    return summary(len(sizes), ["T = 1", "T = 2", "T = 7"], "True on and below the diagonal")
+    return summary(len(sizes), ["T = 1", "T = 2", "a long sequence"], "True on and below the diagonal")
+
+
+def _attention_cases(rng: Inputs):
+    def all_but_one(T_q, T_k):
+        keep = torch.zeros(T_q, T_k, dtype=torch.bool)
+        keep[torch.arange(T_q), rng.randint(T_k, T_q)] = True
+        return keep
+
+    def random_mask(*shape):
+        keep = rng.rand(*shape) < 0.5
+        keep[..., 0] = True  # every query may attend to at least one key
+        keep[..., -1] = False if shape[-1] > 1 else True
+        return keep
+
+    B, T = rng.int(2, 3), rng.int(3, 6)
+    d = T + rng.int(1, 3)  # d > batch: k.T on batches cannot run by luck; d ≠ T: output and weights differ in shape
+    Tq, Tk, d2 = rng.int(2, 4), rng.int(5, 7), rng.int(3, 6)
+    dv2 = d2 + rng.int(1, 3)
+    d3, dv3, T4, dv4, d5 = rng.int(2, 6), rng.int(2, 5), rng.int(3, 6), rng.int(2, 5), rng.int(3, 6)
+    Tq5, Tk5, H6, T6, d6, T7, d7 = rng.int(2, 4), rng.int(4, 6), rng.int(2, 3), rng.int(3, 5), rng.int(2, 5), \
+        rng.int(2, 5), rng.int(2, 5)
+    return [
+        (f"batch {B}, T {T}, d {d}", rng.randn(B, T, d), rng.randn(B, T, d), rng.randn(B, T, d), None),
+        (f"d_v ≠ d and {Tq} queries on {Tk} keys (d {d2}, d_v {dv2})", rng.randn(2, Tq, d2), rng.randn(2, Tk, d2),
+         rng.randn(2, Tk, dv2), None),
+        (f"T = 1, d {d3}", rng.randn(1, 1, d3), rng.randn(1, 1, d3), rng.randn(1, 1, dv3), None),
+        (f"batch of 1 with a causal mask, T {T4}", rng.randn(1, T4, T4), rng.randn(1, T4, T4), rng.randn(1, T4, dv4),
+         causal_mask(T4)),
+        (f"a mask that blocks all but one key, {Tq5} queries on {Tk5} keys", rng.randn(2, Tq5, d5),
+         rng.randn(2, Tk5, d5), rng.randn(2, Tk5, 2), all_but_one(Tq5, Tk5)),
+        (f"(batch, heads) inputs with a broadcast padding-style mask, {H6} heads, T {T6}", rng.randn(2, H6, T6, d6),
+         rng.randn(2, H6, T6, d6), rng.randn(2, H6, T6, d6), random_mask(2, 1, T6, T6)),
+        (f"non-contiguous q, k, v, T {T7}, d {d7}", non_contiguous(rng.randn(2, T7, d7)),
+         non_contiguous(rng.randn(2, T7, d7)), non_contiguous(rng.randn(2, T7, d7 + 1)), None),
+    ]
+
+
+@check("scaled_dot_product_attention", lesson=LESSON, reference=scaled_dot_product_attention,
+       builtins=("torch.nn.functional.scaled_dot_product_attention",
+                 "course_lib.attention.scaled_dot_product_attention"),
+       pieces="q @ k.transpose(-2, -1) / √d, masked_fill, softmax, @ v")
+def check_scaled_dot_product_attention(candidate) -> str:
+    """``scaled_dot_product_attention(q, k, v, mask=None) -> (output, weights)``; mask True = may attend."""
+    cases = _attention_cases(Inputs())
+    for label, q, k, v, mask in cases:
+        args = (q, k, v) if mask is None else (q, k, v, mask)
+        got = call(candidate, args, ("q", "k", "v", "mask"), label)
+        expected_out, expected_weights = scaled_dot_product_attention(q, k, v, mask)
+        out, weights = unpack_pair(got, label, expected_out, expected_weights)
+        mistakes = [(diagnosis, kw) for diagnosis, kw in ATTENTION_MISTAKES if mask is not None or "mask_mode" not in kw]
+        mistakes.append(("scores divided by √d_v instead of √d (d is the size of the queries and keys)",
+                         {"scale": math.sqrt(v.shape[-1])}))
+        variants = [(diagnosis, lazy(attention_variant, q, k, v, mask, **kw)) for diagnosis, kw in mistakes]
+        weight_mistakes = [(d, lambda w=w: w()[1]) for d, w in variants]
+        weight_mistakes.append(("weights transposed: return them as (..., query, key)",
+                                lambda: expected_weights.transpose(-2, -1)))
+        compare(weights, expected_weights, label, weight_mistakes, what="the weights")
+        compare(out, expected_out, label, [(d, lambda w=w: w()[0]) for d, w in variants], what="the output")
+    return summary(len(cases), ["d_v ≠ d", "T = 1", "causal mask", "all-but-one-key mask",
+                                "broadcast mask", "non-contiguous inputs"], "output and weights match the reference")
 
 
 def _as_bool(answer, label: str) -> bool:
+    if isinstance(answer, torch.Tensor):
+        check_tensor(answer, torch.zeros(()), label, "the answer")
     if isinstance(answer, (bool, np.bool_)):
         return bool(answer)
     if isinstance(answer, torch.Tensor) and answer.dim() == 0 and answer.dtype == torch.bool:
         return bool(answer)
+    if isinstance(answer, torch.Tensor) and answer.dim() == 0 and answer.dtype != torch.bool:
+        raise Fail(f"returns a {answer.dtype} tensor ({label}); expected True or False (a bool)")
     if isinstance(answer, torch.Tensor):
         raise Fail(f"returns a tensor of shape {shape_str(answer.shape)} ({label}): reduce the comparison to one "
                    f"True/False, e.g. with torch.allclose(...)")
-    raise Fail(f"returns a {type(answer).__name__} ({label}); expected True or False")
+    raise Fail(f"returns {describe_type(answer)} ({label}); expected True or False")
 
 
 def _sum_left_to_right(x: torch.Tensor) -> torch.Tensor:
@@ -164,10 +166,14 @@ def _sum_left_to_right(x: torch.Tensor) -> torch.Tensor:
     return total[:, None].expand_as(x)
 
 
-def _equivariance_cases():
-    T, d = 5, 8
-    attention = seeded_module(lambda: MultiHeadAttention(d, 2), seed=11).eval()
-    mlp = seeded_module(lambda: nn.Sequential(nn.Linear(d, 16), nn.GELU(), nn.Linear(16, d)), seed=12).eval()
+def _is_permutation_equivariant(f, x, perm):
+    return torch.allclose(f(x[:, perm]), f(x)[:, perm], atol=1e-5)
+
+
+def _equivariance_cases(rng: Inputs):
+    T, d = rng.int(4, 7), rng.choice((8, 12, 16))
+    attention = seeded_module(lambda: MultiHeadAttention(d, 2), seed=rng.seed + 11).eval()
+    mlp = seeded_module(lambda: nn.Sequential(nn.Linear(d, 16), nn.GELU(), nn.Linear(16, d)), seed=rng.seed + 12).eval()
     positions = sinusoidal_positions(T, d)
     return [
         ("self-attention", lambda x: attention(x)[0], True),
@@ -180,42 +186,55 @@ def _equivariance_cases():
     ], T, d
 
 
-@check("is_permutation_equivariant")
+@check("is_permutation_equivariant", lesson=LESSON, reference=_is_permutation_equivariant)
 def check_is_permutation_equivariant(candidate) -> str:
     """``is_permutation_equivariant(f, x (batch, time, d), perm (time,)) -> bool``:
-    does shuffling the tokens before f shuffle f's output the same way?"""
-    rng = Inputs(13)
-    functions, T, d = _equivariance_cases()
+    does shuffling the tokens before f shuffle f's output the same way?
+
+    The layers come in a new order on every call, so a fixed list of answers cannot pass.
+    """
+    rng = Inputs()
+    functions, T, d = _equivariance_cases(rng)
     x = rng.randn(2, T, d)
-    perm = torch.tensor([3, 0, 4, 1, 2])
-    answers, truths = [], []
+    perm = rng.permutation(T)
+    if int(perm.argsort()[0]) < 2:  # token 0 must come after two other tokens once shuffled
+        perm = perm.roll(2)
+    # For the sum added in order: 1 first, then 2^-24 twice, is 1 in float32 (each half-ulp is lost);
+    # shuffled, the two come first and the sum is 1 + 2^-23. Equal up to rounding, never exactly equal.
+    x_sum = x.clone()
+    x_sum[0, :, 0] = 0.0
+    x_sum[0, 0, 0] = 1.0
+    x_sum[0, perm[0], 0] = x_sum[0, perm[1], 0] = 2.0 ** -24
+    inputs = {name: (x_sum if f is _sum_left_to_right else x) for name, f, _ in functions}
+    order = rng.permutation(len(functions)).tolist()
+    answers, truths = {}, {}
     with torch.no_grad():
-        for name, f, truth in functions:
+        for name, f, truth in (functions[i] for i in order):
             label = f"{name}"
             try:
-                answer = call(candidate, (f, x, perm), ("f", "x", "perm"), label)
+                answer = call(candidate, (f, inputs[name], perm), ("f", "x", "perm"), label)
             except Fail as failure:
                 if "dimension 0" in failure.message:
                     raise Fail(f"indexes the batch axis ({label}): permute the tokens, the time axis, "
                                f"with x[:, perm]") from None
                 raise
-            answers.append(_as_bool(answer, label))
-            truths.append(truth)
+            answers[name] = _as_bool(answer, label)
+            truths[name] = truth
         if answers == truths:
             findings = ", ".join(f"{name} → {truth}" for (name, _, truth) in functions)
             return f"right on {len(functions)} layers: {findings}"
-        shuffled = [(f(x[:, perm]), f(x)) for _, f, _ in functions]
+        shuffled = {name: (f(inputs[name][:, perm]), f(inputs[name])) for name, f, _ in functions}
         variants = [
             ("compares f(x[:, perm]) with f(x) itself: shuffle the output too, f(x)[:, perm]",
-             [bool(torch.allclose(a, b, atol=1e-5)) for a, b in shuffled]),
+             {name: bool(torch.allclose(a, b, atol=1e-5)) for name, (a, b) in shuffled.items()}),
             ("compares floats exactly (== or torch.equal): sums in another order differ in the last digits; "
-             "use torch.allclose", [bool(torch.equal(a, b[:, perm])) for a, b in shuffled]),
+             "use torch.allclose", {name: bool(torch.equal(a, b[:, perm])) for name, (a, b) in shuffled.items()}),
             ("answers the opposite: True means the outputs are shuffled the same way as the inputs",
-             [not t for t in truths]),
+             {name: not t for name, t in truths.items()}),
         ]
     for diagnosis, wrong in variants:
         if answers == wrong and wrong != truths:
             raise Fail(diagnosis)
-    name, _, truth = next(c for c, a in zip(functions, answers) if a != c[2])
+    name, truth = next((name, truth) for name, truth in truths.items() if answers[name] != truth)
     raise Fail(f"answers {not truth} for {name}; shuffling the tokens first and shuffling the output "
                f"afterwards give {'the same' if truth else 'different'} results there, so expected {truth}")
