@@ -207,3 +207,58 @@ def test_generate_rejects_negative_or_fractional_counts_and_bad_temperatures():
 def test_models_reject_zero_float_and_bool_sizes(make, error, words):
     with pytest.raises(error, match=words):
         make()
+
+
+# --- numbers pinned on small known cases: sampling, initialisation ----------------------------------------------
+
+
+def _lm_with_fixed_logits(logits):
+    """A TransformerLM whose next-token logits are ``logits`` whatever the input: a zero head, bias = logits."""
+    model = TransformerLM(vocab_size=len(logits), d_model=8, n_heads=2, n_layers=1, max_len=4).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor(logits))
+    return model
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 0.5])
+def test_generate_samples_from_softmax_of_logits_over_temperature(temperature):
+    p = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    model = _lm_with_fixed_logits(p.log().tolist())
+    n = 20000
+    out = model.generate(torch.zeros(n, 1, dtype=torch.long), 1, temperature=temperature,
+                         generator=torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(out[:, 1], minlength=4).double() / n
+    expected = (p.double().log() / temperature).softmax(-1)  # T=1: p; T=2: ∝ sqrt(p); T=0.5: ∝ p²
+    torch.testing.assert_close(frequencies, expected, atol=0.015, rtol=0)  # 5 standard errors at n=20000
+    again = model.generate(torch.zeros(n, 1, dtype=torch.long), 1, temperature=temperature,
+                           generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # a seeded generator repeats the draw
+
+
+def test_generate_at_temperature_zero_picks_the_likeliest_token_every_time():
+    model = _lm_with_fixed_logits([0.0, 3.0, 1.0, 2.0])
+    out = model.generate(torch.zeros(5, 1, dtype=torch.long), 3)
+    assert out[:, 1:].eq(1).all()
+
+
+def test_init_weights_gives_linear_and_embedding_weights_std_0_02_and_keeps_biases():
+    from course_lib.block import init_weights
+
+    torch.manual_seed(0)
+    model = TransformerLM(vocab_size=500, d_model=128, n_heads=4, n_layers=2, max_len=16)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding))]
+    assert len(layers) == 2 + 2 * 6 + 1  # token and position embeddings, 6 per block (q, k, v, out, fc, proj), head
+    for layer in layers:
+        std, mean = float(layer.weight.detach().std()), float(layer.weight.detach().mean())
+        assert 0.018 < std < 0.022 and abs(mean) < 0.003, (layer, std, mean)
+    for norm in (m for m in model.modules() if isinstance(m, nn.LayerNorm)):
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight))  # LayerNorms are left alone
+
+    linear = nn.Linear(256, 256)
+    bias = linear.bias.clone()
+    assert float(linear.weight.detach().std()) > 0.03  # PyTorch's default: uniform, std 1/sqrt(3 * 256) ≈ 0.036
+    linear.apply(init_weights)
+    weight = linear.weight.detach()
+    assert 0.019 < float(weight.std()) < 0.021 and abs(float(weight.mean())) < 0.001
+    assert torch.equal(linear.bias, bias)

@@ -150,3 +150,73 @@ def test_random_batches_rejects_float_and_bool_sizes():
         random_batches(torch.zeros(4, 2), batch_size=0)
     with pytest.raises(ValueError, match="at least one row"):
         random_batches(torch.zeros(0, 2), batch_size=2)
+
+
+# --- numbers pinned on small known cases: the schedule, clipping ------------------------------------------------
+
+
+class _Scalar(torch.nn.Module):
+    """One float64 weight, so that each step of AdamW is visible in it exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+
+def _expected_lr(step, steps, warmup, lr):
+    """fit's documented schedule: linear warmup over ``warmup`` steps, then a cosine from lr down to 10 % of it."""
+    import math
+
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup))))
+
+
+def test_fit_follows_the_warmup_and_cosine_schedule_step_by_step():
+    # loss = w: a constant gradient 1, so AdamW's update m_hat / (sqrt(v_hat) + eps) is 1 at every step and
+    # each step moves w down by exactly that step's learning rate.
+    model, seen = _Scalar(), []
+
+    def loss_fn(m, batch):
+        seen.append(m.w.item())
+        return m.w.sum()
+
+    steps, warmup, lr = 10, 3, 0.1
+    fit(model, lambda step: (), loss_fn, steps=steps, lr=lr, warmup=warmup, clip=None, progress=False)
+    seen.append(model.w.item())
+    used = [before - after for before, after in zip(seen, seen[1:])]
+    expected = [_expected_lr(s, steps, warmup, lr) for s in range(steps)]
+    assert used == pytest.approx(expected, rel=1e-6)
+    # The same numbers written out: warmup 1/3, 2/3, 1, then the cosine from 1 down towards 0.1 (x lr).
+    assert used == pytest.approx([0.0333333, 0.0666667, 0.1, 0.1, 0.0955436, 0.0830570, 0.0650134, 0.0449866,
+                                  0.0269430, 0.0144564], rel=1e-5)
+
+
+def test_fit_clips_the_gradient_norm():
+    # A huge first gradient (1e6) then a small one (1): clipped to norm 1, both steps look alike to AdamW and
+    # the second moves w by exactly its learning rate; unclipped, the first gradient dominates the moments.
+    def run(clip):
+        model, seen = _Scalar(), []
+
+        def loss_fn(m, batch):
+            seen.append(m.w.item())
+            return (1e6 if len(seen) == 1 else 1.0) * m.w.sum()
+
+        fit(model, lambda step: (), loss_fn, steps=2, lr=0.1, clip=clip, progress=False)
+        seen.append(model.w.item())
+        return model, [before - after for before, after in zip(seen, seen[1:])]
+
+    model, used = run(clip=1.0)
+    assert float(model.w.grad.norm()) == pytest.approx(1.0, rel=1e-5)  # the last gradient, as AdamW used it
+    assert used == pytest.approx([0.1, _expected_lr(1, 2, 0, 0.1)], rel=1e-5)
+    model, used = run(clip=None)
+    assert float(model.w.grad.norm()) == pytest.approx(1.0)
+    assert used[1] < 0.7 * _expected_lr(1, 2, 0, 0.1)
+
+    # With a large loss throughout, the gradient AdamW sees has norm exactly clip.
+    big = TransformerLM(vocab_size=12, d_model=16, n_heads=2, n_layers=1, max_len=8)
+    ids = torch.randint(1, 12, (8, 8), generator=torch.Generator().manual_seed(0))
+    fit(big, random_batches(ids, batch_size=8), lambda m, b: 1e4 * language_model_loss(m, b), steps=2, lr=1e-3,
+        clip=0.5, progress=False)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in big.parameters() if p.grad is not None]))
+    assert float(norm) == pytest.approx(0.5, rel=1e-4)
