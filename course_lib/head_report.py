@@ -10,10 +10,13 @@ import numpy as np
 import torch
 
 from .analysis import ablation_effects, agreement_accuracy, head_scores
-from .grammar import Sentence
+from .grammar import Sentence, subject_baselines
 from .vocab import Vocabulary
 
-SCORES = {"previous_token": "previous-token", "verb_to_subject": "verb->subject", "accuracy_drop": "accuracy drop"}
+SCORES = {"previous_token": "previous-token", "neighbour": "neighbour", "verb_to_subject": "verb->subject",
+          "accuracy_drop": "accuracy drop"}
+BASELINES = {"most_common_position": "the noun at the most common subject position",
+             "first_noun": "the first noun", "nearest_noun_before_verb": "the nearest noun before the verb"}
 
 
 def _r2(x: float) -> str:
@@ -25,17 +28,23 @@ def _r2(x: float) -> str:
 class HeadReport:
     """Scores of every head, each ``(layers, heads)``.
 
-    previous_token: mean weight from each position to the one before it (a local head).
+    previous_token: mean weight from each position to the one before it, over every position.
+    neighbour: mean weight from each "the" after a preposition to that preposition, which decides the
+    next word (a local head, measured where the grammar says the previous word matters).
     verb_to_subject: mean weight from the position that predicts the verb to the subject.
+    baselines: how often rules that need no understanding find the subject (``subject_baselines``):
+    the fraction a verb->subject head must beat.
     accuracy: agreement accuracy of the whole model; ablated_accuracy: the same with one head silenced.
     accuracy_drop = accuracy - ablated_accuracy: how much the model needs that head.
     """
 
     previous_token: np.ndarray
+    neighbour: np.ndarray
     verb_to_subject: np.ndarray
     accuracy: float
     ablated_accuracy: np.ndarray
     n_sentences: int
+    baselines: dict
 
     @property
     def accuracy_drop(self) -> np.ndarray:
@@ -46,7 +55,7 @@ class HeadReport:
         return tuple(self.previous_token.shape)
 
     def best(self, score: str) -> tuple[int, int]:
-        """``(layer, head)`` with the highest ``score``: "previous_token", "verb_to_subject" or "accuracy_drop"."""
+        """``(layer, head)`` with the highest ``score``: one of ``SCORES``."""
         if score not in SCORES:
             raise ValueError(f"score must be one of {list(SCORES)}, got {score!r}")
         values = getattr(self, score)
@@ -55,15 +64,15 @@ class HeadReport:
 
     def table(self) -> str:
         """A fixed-width text table, one row per head, numbers rounded to 2 decimals."""
-        lines = [f"{'layer':>5} {'head':>4} {SCORES['previous_token']:>15} {SCORES['verb_to_subject']:>14} "
-                 f"{SCORES['accuracy_drop']:>14}"]
+        lines = [f"{'layer':>5} {'head':>4}" + "".join(f" {label:>14}" for label in SCORES.values())]
         layers, heads = self.shape
         for layer in range(layers):
             for head in range(heads):
-                lines.append(f"{layer:>5} {head:>4} {_r2(self.previous_token[layer, head]):>15} "
-                             f"{_r2(self.verb_to_subject[layer, head]):>14} "
-                             f"{_r2(self.accuracy_drop[layer, head]):>14}")
+                lines.append(f"{layer:>5} {head:>4}" + "".join(f" {_r2(getattr(self, name)[layer, head]):>14}"
+                                                            for name in SCORES))
         lines.append(f"agreement accuracy with every head: {_r2(self.accuracy)} ({self.n_sentences} sentences)")
+        lines.append("baselines, the fraction of sentences whose subject a rule finds: " +
+                     ", ".join(f"{BASELINES[k]} {_r2(v)}" for k, v in self.baselines.items()))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -73,14 +82,14 @@ class HeadReport:
         return self.table()
 
     def plot(self, fig=None):
-        """Three heatmaps (layers x heads): the two attention scores and the accuracy drop. Returns the axes."""
+        """Four heatmaps (layers x heads): the three attention scores and the accuracy drop. Returns the axes."""
         import matplotlib.pyplot as plt  # a report is meant for display, so pyplot is wanted here
 
         layers, heads = self.shape
         if fig is None:
-            fig = plt.figure(figsize=(3.4 * 3, 0.8 * layers + 2.0), layout="constrained")
-        axes = fig.subplots(1, 3, squeeze=True)
-        panels = [("previous_token", "Blues", (0, 1)), ("verb_to_subject", "Blues", (0, 1)),
+            fig = plt.figure(figsize=(3.2 * 4, 0.8 * layers + 2.0), layout="constrained")
+        axes = fig.subplots(1, 4, squeeze=True)
+        panels = [("previous_token", "Blues", (0, 1)), ("neighbour", "Blues", (0, 1)), ("verb_to_subject", "Blues", (0, 1)),
                   ("accuracy_drop", "Reds", (0, max(0.05, float(self.accuracy_drop.max()))))]
         for ax, (name, cmap, (vmin, vmax)) in zip(axes, panels):
             values = getattr(self, name)
@@ -99,22 +108,21 @@ class HeadReport:
         return axes
 
 
-def head_report(model: torch.nn.Module, sentences: list[Sentence], vocab: Vocabulary) -> HeadReport:
+def head_report(model: torch.nn.Module, sentences: list[Sentence], vocab: Vocabulary,
+                reference: list[Sentence] | None = None) -> HeadReport:
     """Score and ablate every head of a course model on agreement ``sentences``.
+
+    ``reference`` (e.g. the training sentences) is where the most common subject position is counted.
 
     Uses ``course_lib.analysis``: ``head_scores`` for the attention scores, ``ablation_effects`` for the
     accuracy with each head silenced, ``agreement_accuracy`` for the intact model.
     """
-    if isinstance(sentences, Sentence):
-        sentences = [sentences]
-    if len(sentences) == 0:
-        raise ValueError("head_report needs at least one sentence")
-    if not all(isinstance(s, Sentence) for s in sentences):
-        raise TypeError("sentences must be course_lib.grammar.Sentence objects (from AgreementGrammar)")
-    scores = head_scores(model, sentences, vocab)
+    sentences = [sentences] if isinstance(sentences, Sentence) else list(sentences)
+    scores = head_scores(model, sentences, vocab)  # checks the sentences
     ablated = ablation_effects(model, sentences, vocab)
     return HeadReport(previous_token=scores["previous_token"].cpu().double().numpy(),
+                      neighbour=scores["neighbour"].cpu().double().numpy(),
                       verb_to_subject=scores["verb_to_subject"].cpu().double().numpy(),
                       accuracy=agreement_accuracy(model, sentences, vocab),
                       ablated_accuracy=ablated.cpu().double().numpy(),
-                      n_sentences=len(sentences))
+                      n_sentences=len(sentences), baselines=subject_baselines(sentences, reference))

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import TransformerLM, agreement_corpus, agreement_vocabulary, seed_everything
-from course_lib.analysis import ablation_effects, agreement_accuracy, capture_attention, head_scores
-from course_lib.head_report import HeadReport, head_report
+from course_lib import TransformerLM, agreement_vocabulary, seed_everything
+from course_lib.analysis import capture_attention
 from course_lib.widgets import AVERAGE, AttentionExplorer, AttentionPlayground
 
 TOKENS = ["<bos>", "the", "dog", "near", "the", "cats", "runs", "."]
@@ -342,62 +341,3 @@ def test_playground_bad_state_keeps_old_state():
     with pytest.raises(ValueError, match="not in the sentence"):
         playground.query_word = "dog"
     assert playground.scale == 1.0 and playground.query_word == "sat"
-
-
-# ---------------------------------------------------------------- head_report
-
-@pytest.fixture(scope="module")
-def small_model_and_data():
-    seed_everything(0)
-    vocab = agreement_vocabulary()
-    _, test = agreement_corpus(50, 40, seed=0)
-    model = TransformerLM(len(vocab), d_model=16, n_heads=2, n_layers=2, max_len=24)
-    return model, test, vocab
-
-
-def test_head_report_numbers_come_from_course_lib_analysis(small_model_and_data):
-    model, sentences, vocab = small_model_and_data
-    report = head_report(model, sentences, vocab)
-    assert isinstance(report, HeadReport) and report.shape == (2, 2)
-    scores = head_scores(model, sentences, vocab)
-    np.testing.assert_allclose(report.previous_token, scores["previous_token"].numpy(), atol=1e-6)
-    np.testing.assert_allclose(report.verb_to_subject, scores["verb_to_subject"].numpy(), atol=1e-6)
-    accuracy = agreement_accuracy(model, sentences, vocab)
-    ablated = ablation_effects(model, sentences, vocab).numpy()
-    assert report.accuracy == accuracy
-    np.testing.assert_allclose(report.accuracy_drop, accuracy - ablated, atol=1e-6)
-    layer, head = report.best("previous_token")
-    assert report.previous_token[layer, head] == report.previous_token.max()
-    with pytest.raises(ValueError, match="score must be one of"):
-        report.best("subject")
-
-
-def test_head_report_table_is_stable_text(small_model_and_data):
-    report = head_report(*small_model_and_data)
-    lines = str(report).splitlines()
-    assert repr(report) == str(report) == str(head_report(*small_model_and_data))
-    assert lines[0].split() == ["layer", "head", "previous-token", "verb->subject", "accuracy", "drop"]
-    assert len(lines) == 2 * 2 + 2
-    for row, (layer, head) in zip(lines[1:5], [(0, 0), (0, 1), (1, 0), (1, 1)]):
-        cells = row.split()
-        assert cells[:2] == [str(layer), str(head)]
-        assert cells[2] == f"{report.previous_token[layer, head]:.2f}"
-        assert float(cells[4]) == pytest.approx(report.accuracy_drop[layer, head], abs=0.005)
-        assert not any(cell == "-0.00" for cell in cells)
-    assert lines[-1] == f"agreement accuracy with every head: {report.accuracy:.2f} (40 sentences)"
-
-
-def test_head_report_plot_and_bad_input(small_model_and_data):
-    model, sentences, vocab = small_model_and_data
-    report = head_report(model, sentences, vocab)
-    axes = report.plot()
-    try:
-        assert [ax.get_title() for ax in axes] == ["previous-token", "verb->subject", "accuracy drop"]
-        assert all(ax.get_xlabel() == "head" and ax.get_ylabel() == "layer" for ax in axes)
-        assert len(axes[1].texts) == 4  # one number per head
-    finally:
-        plt.close("all")
-    with pytest.raises(ValueError, match="at least one sentence"):
-        head_report(model, [], vocab)
-    with pytest.raises(TypeError, match="Sentence objects"):
-        head_report(model, ["the dog runs ."], vocab)

@@ -1,0 +1,198 @@
+"""Looking inside a model (capture), and the head scores pinned on hand-made attention."""
+
+import pytest
+import torch
+from torch import nn
+
+from course_lib import MultiHeadAttention, TransformerLM, agreement_corpus, agreement_vocabulary, causal_mask
+from course_lib import analysis
+from course_lib.analysis import ablate_heads, agreement_accuracy, capture, capture_attention, head_scores
+from course_lib.grammar import AgreementGrammar, encode_sentences, verb_ids
+
+
+@pytest.fixture(scope="module")
+def model_and_ids():
+    torch.manual_seed(0)
+    vocab = agreement_vocabulary()
+    model = TransformerLM(len(vocab), d_model=16, n_heads=4, n_layers=2, max_len=32).eval()
+    ids, _ = encode_sentences(AgreementGrammar(1).sentences(3), vocab)
+    return model, ids
+
+
+# ---------------------------------------------------------------- capture
+
+def test_capture_records_what_return_attention_returns_and_changes_no_output(model_and_ids):
+    model, ids = model_and_ids
+    with torch.no_grad():
+        plain = model(ids)
+        expected_logits, per_layer = model(ids, return_attention=True)
+        with capture(model, head_outputs=True, hidden=True) as record:
+            logits = model(ids)
+    assert torch.equal(logits, plain) and torch.equal(logits, expected_logits)
+    B, T = ids.shape
+    assert record.attention.shape == (B, 2, 4, T, T)
+    assert torch.equal(record.attention, torch.stack(per_layer, dim=1))
+    assert record.head_outputs.shape == (B, 2, 4, T, 4)
+    assert record.hidden.shape == (B, 3, T, 16)
+
+
+def test_hidden_states_are_the_embedding_then_each_layer_output(model_and_ids):
+    model, ids = model_and_ids
+    with torch.no_grad(), capture(model, attention=False, hidden=True) as record:
+        logits = model(ids)
+        embedded = model.positions(model.embed(ids))
+        after_first = model.blocks[0](embedded, causal_mask(ids.shape[1]))
+    assert torch.equal(record.hidden[:, 0], embedded)
+    assert torch.equal(record.hidden[:, 1], after_first)
+    assert torch.allclose(model.head(model.stack.ln_f(record.hidden[:, 2])), logits, atol=1e-6)
+
+
+def test_head_outputs_through_the_output_projection_give_the_layer_output(model_and_ids):
+    model, ids = model_and_ids
+    attention = model.blocks[0].attn
+    with torch.no_grad(), capture(model, head_outputs=True) as record:
+        model(ids)
+        x = model.blocks[0].ln1(model.positions(model.embed(ids)))
+        out, _ = attention(x, causal_mask(ids.shape[1]))
+    heads = record.head_outputs[:, 0]  # (B, H, T, d_head)
+    merged = heads.transpose(1, 2).reshape(ids.shape[0], ids.shape[1], -1)
+    assert torch.allclose(attention.out_proj(merged), out, atol=1e-6)
+
+
+def test_a_partial_forward_pass_is_reported(model_and_ids):
+    model, ids = model_and_ids
+    with torch.no_grad(), capture(model, head_outputs=True) as record:
+        model.blocks[0].attn(model.positions(model.embed(ids)))
+    with pytest.raises(ValueError, match=r"recorded for layers \[0\] only, expected 2"):
+        record.head_outputs
+
+
+def test_silenced_heads_send_zeros_and_change_the_output(model_and_ids):
+    model, ids = model_and_ids
+    with torch.no_grad():
+        plain = model(ids)
+        with capture(model, head_outputs=True, silence=[(1, 2)]) as record:
+            silenced = model(ids)
+        with ablate_heads(model, [(1, 2)]):
+            ablated = model(ids)
+        after = model(ids)
+    assert torch.count_nonzero(record.head_outputs[:, 1, 2]) == 0
+    assert torch.count_nonzero(record.head_outputs[:, 1, 1]) > 0
+    assert not torch.equal(silenced, plain) and torch.equal(silenced, ablated)
+    assert torch.equal(after, plain)  # hooks are gone after the block
+
+
+def test_capture_works_on_your_own_module_calling_attention_positionally():
+    class TwoLayers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first = MultiHeadAttention(8, 2)
+            self.second = MultiHeadAttention(8, 2)
+
+        def forward(self, x):
+            x = x + self.first(x, None, False)[0]  # need_weights=False, passed positionally
+            return x + self.second(x)[0]
+
+    torch.manual_seed(1)
+    model, x = TwoLayers(), torch.randn(2, 5, 8)
+    with torch.no_grad(), capture(model) as record:
+        model(x)
+    assert record.attention.shape == (2, 2, 2, 5, 5)
+    assert torch.allclose(record.attention.sum(-1), torch.ones(2, 2, 2, 5))
+    with pytest.raises(ValueError, match="hidden was not recorded"):
+        record.hidden
+
+
+def test_capture_explains_bad_requests(model_and_ids):
+    model, ids = model_and_ids
+    with pytest.raises(ValueError, match=r"\(layer, head\)=\(2, 0\) is outside this model's 2 layers x 4 heads"):
+        with capture(model, silence=[(2, 0)]):
+            pass
+    with pytest.raises(ValueError, match="no course_lib MultiHeadAttention"):
+        with capture(nn.Linear(3, 3)):
+            pass
+    with capture(model) as record:
+        pass
+    with pytest.raises(ValueError, match="nothing recorded yet"):
+        record.attention
+    with pytest.raises(TypeError, match=r"\(layer, head\) pairs"):
+        with capture(model, silence=[1]):
+            pass
+
+
+def test_capture_attention_needs_no_return_attention_argument():
+    class NoFlag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = MultiHeadAttention(8, 2)
+
+        def forward(self, x):
+            return self.attn(x)[0]
+
+    model = NoFlag()
+    assert capture_attention(model, torch.randn(1, 4, 8)).shape == (1, 1, 2, 4, 4)
+    assert model.training  # restored
+
+
+# ---------------------------------------------------------------- scores pinned on known attention
+
+@pytest.fixture(scope="module")
+def sentences():
+    _, test = agreement_corpus(100, 30, seed=3)
+    return test
+
+
+def hand_made_attention(sentences, T):
+    """(B, 1, 4, T, T): head 0 on the previous word, head 1 from verb-1 to the subject (elsewhere on <bos>),
+    head 2 on itself, head 3 from verb-1 to the word after the subject."""
+    B = len(sentences)
+    a = torch.zeros(B, 1, 4, T, T)
+    query = torch.arange(T)
+    a[:, 0, 0, query[1:], query[1:] - 1] = 1.0
+    a[:, 0, 0, 0, 0] = 1.0
+    a[:, 0, 2, query, query] = 1.0
+    a[:, 0, 1, :, 0] = 1.0
+    a[:, 0, 3, :, 0] = 1.0
+    for b, s in enumerate(sentences):
+        a[b, 0, 1, s.verb - 1] = 0
+        a[b, 0, 1, s.verb - 1, s.subject] = 1.0
+        a[b, 0, 3, s.verb - 1] = 0
+        a[b, 0, 3, s.verb - 1, s.subject + 1] = 1.0
+    return a
+
+
+def test_head_scores_on_hand_made_attention(monkeypatch, sentences):
+    vocab = agreement_vocabulary()
+    ids, _ = encode_sentences(sentences, vocab)
+    fake = hand_made_attention(sentences, ids.shape[1])
+    monkeypatch.setattr(analysis, "capture_attention", lambda model, inputs: fake)
+    scores = head_scores(None, sentences, vocab)
+    assert scores["verb_to_subject"].tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    assert scores["neighbour"].tolist() == [[1.0, 0.0, 0.0, 0.0]]
+    assert scores["previous_token"][0, 0] == 1.0 and scores["previous_token"][0, 2] == 0.0
+    assert float(scores["previous_token"][0, 1]) < 0.2
+
+
+class VerbOracle(nn.Module):
+    """Prefers the right verb form in the first ``n_right`` sentences and the wrong one after."""
+
+    def __init__(self, sentences, vocab, n_right):
+        super().__init__()
+        self.sentences, self.vocab, self.n_right = sentences, vocab, n_right
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, ids):
+        logits = torch.zeros(*ids.shape, len(self.vocab))
+        right, wrong = verb_ids(self.sentences[:len(ids)], self.vocab)
+        for row, s in enumerate(self.sentences[:len(ids)]):
+            logits[row, s.verb - 1, right[row] if row < self.n_right else wrong[row]] = 1.0
+        return logits
+
+
+def test_agreement_accuracy_counts_the_right_verb_form(sentences):
+    vocab = agreement_vocabulary()
+    for n_right in (0, 7, len(sentences)):
+        model = VerbOracle(sentences, vocab, n_right)
+        assert agreement_accuracy(model, sentences, vocab) == n_right / len(sentences)
+    with pytest.raises(ValueError, match="at least one sentence"):
+        agreement_accuracy(VerbOracle(sentences, vocab, 0), [], vocab)
