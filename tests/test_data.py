@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import AgreementGrammar, Vocabulary, agreement_corpus, agreement_vocabulary, pad_batch, tokenize
-from course_lib.grammar import INTRANSITIVE, NOUNS, PLURAL, SINGULAR, TRANSITIVE, encode_sentences, verb_ids
+from course_lib.grammar import (ADVERBS, INTRANSITIVE, NOUNS, PLURAL, PREPOSITION_NOUNS, SINGULAR, SUBJECT_VERBS,
+                                TRANSITIVE, encode_sentences, subject_baselines, verb_ids)
+from course_lib.reference import REFERENCE
 from course_lib.images import SHAPE_CLASSES, image_to_patches, make_shapes, patches_to_image, sample_photo
 
 SINGULAR_NOUNS = {s for s, _ in NOUNS}
@@ -102,6 +104,80 @@ def test_grammar_rejects_impossible_requests():
         AgreementGrammar(max_modifiers=5)
     with pytest.raises(ValueError, match="min_attractors=3 needs max_modifiers >= 3"):
         AgreementGrammar(max_modifiers=2).sentence(min_attractors=3)
+    with pytest.raises(ValueError, match="needs attractor_rate > 0"):
+        AgreementGrammar(attractor_rate=0).sentence(min_attractors=1)
+    with pytest.raises(ValueError, match="intro_rate must be a probability"):
+        AgreementGrammar(intro_rate=1.5)
+    with pytest.raises(ValueError, match="min_attractors must be an int"):
+        AgreementGrammar().sentence(min_attractors=0.5)
+
+
+def test_a_test_set_larger_than_the_grammar_fails_clearly():
+    tiny = dict(max_modifiers=0, adverb_rate=0, intro_rate=0, adjective_rate=0)
+    with pytest.raises(ValueError, match="too few distinct sentences"):
+        agreement_corpus(10, 50_000, seed=0, test_min_attractors=0, **tiny)
+
+
+# ---- where the subject stands, and the baselines it defeats ----
+
+def test_the_subject_stands_at_many_positions_with_attractors_before_it_too():
+    sentences = AgreementGrammar(seed=5).sentences(3000)
+    positions = {s.subject for s in sentences}
+    assert len(positions) >= 5, sorted(positions)
+    early = [s for s in sentences if s.early_attractors]
+    assert len(early) > 300
+    for s in early:
+        assert all(i < s.subject and noun_number(s.tokens[i]) not in (None, s.number) for i in s.early_attractors)
+    assert any(s.tokens[1] in ADVERBS for s in sentences)
+
+
+def test_openers_can_be_switched_off_for_a_subject_at_position_2_or_3():
+    sentences = AgreementGrammar(seed=5, adverb_rate=0, intro_rate=0).sentences(500)
+    assert {s.subject for s in sentences} == {2, 3}
+
+
+def test_each_subject_chooses_its_verb_from_its_own_set():
+    singular_of = {p: s for s, p in NOUNS}
+    verb_singular = {p: s for s, p in INTRANSITIVE + TRANSITIVE} | {s: s for s, _ in INTRANSITIVE + TRANSITIVE}
+    for s in AgreementGrammar(seed=6).sentences(500):
+        noun = singular_of.get(s.tokens[s.subject], s.tokens[s.subject])
+        assert verb_singular[s.tokens[s.verb]] in SUBJECT_VERBS[noun], s.text
+
+
+def test_neighbour_pairs_are_a_preposition_and_the_the_after_it_which_decides_the_noun():
+    singular_of = {p: s for s, p in NOUNS}
+    sentences = AgreementGrammar(seed=8).sentences(500)
+    assert sum(len(s.neighbours) for s in sentences) > 500
+    for s in sentences:
+        for query, key in s.neighbours:
+            assert key == query - 1 and s.tokens[query] == "the" and s.tokens[key] in PREPOSITION_NOUNS
+            noun = s.tokens[query + 1]
+            assert singular_of.get(noun, noun) in PREPOSITION_NOUNS[s.tokens[key]], s.text
+        prepositions = [i for i, w in enumerate(s.tokens) if w in PREPOSITION_NOUNS]
+        assert [key for _, key in s.neighbours] == prepositions
+
+
+def test_no_simple_rule_finds_the_subject_in_more_than_half_of_the_reference_test_set():
+    train, test = agreement_corpus(REFERENCE.n_train, REFERENCE.n_test, seed=0)
+    baselines = subject_baselines(test, reference=train)
+    assert set(baselines) == {"most_common_position", "first_noun", "nearest_noun_before_verb"}
+    assert all(0 <= rate <= 0.5 for rate in baselines.values()), baselines
+    # the rules are real: on sentences without openers, the first noun is always the subject
+    plain = AgreementGrammar(seed=1, adverb_rate=0, intro_rate=0).sentences(200)
+    assert subject_baselines(plain)["first_noun"] == 1.0
+
+
+def test_subject_baselines_count_exactly():
+    grammar = AgreementGrammar(seed=2)
+    sentences = grammar.sentences(400)
+    common = max({s.subject for s in sentences}, key=[s.subject for s in sentences].count)
+    rates = subject_baselines(sentences)
+    assert rates["most_common_position"] == sum(s.subject == common for s in sentences) / 400
+    assert rates["first_noun"] == sum(s.nouns[0] == s.subject for s in sentences) / 400
+    nearest = [max(i for i in s.nouns if i < s.verb) for s in sentences]
+    assert rates["nearest_noun_before_verb"] == sum(n == s.subject for n, s in zip(nearest, sentences)) / 400
+    with pytest.raises(ValueError, match="at least one sentence"):
+        subject_baselines([])
 
 
 # ---- images ----
