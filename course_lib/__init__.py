@@ -9,6 +9,7 @@ One module per concept, in lesson order:
     grammar              sentences with ground truth for agreement (05, 08-09)
     analysis, reference  what heads learn (09)
     plots                the course's pictures
+    threads              one CPU thread unless you choose more (set when course_lib is imported)
 """
 
 from .attention import MultiHeadAttention, causal_mask, merge_heads, padding_mask, scaled_dot_product_attention, split_heads
@@ -19,11 +20,14 @@ from .images import image_to_patches, make_shapes, sample_photo
 from .language_model import TransformerLM
 from .positions import LearnedPositions, SinusoidalPositions, sinusoidal_positions
 from .recurrent import GRULanguageModel
+from .threads import apply_thread_policy
 from .training import fit, pick_device, seed_everything
 from .vision import VisionTransformer
 from .vocab import Vocabulary, pad_batch, tokenize
 
 __version__ = "0.1.0"
+
+apply_thread_policy()
 
 __all__ = [
     "AgreementGrammar", "GRULanguageModel", "LearnedPositions", "MultiHeadAttention", "Sentence",

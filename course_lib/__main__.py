@@ -24,6 +24,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_counts(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated positive integers, e.g. ``1,2,4``."""
+    return tuple(positive_int(part.strip()) for part in text.split(","))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line. Each command's module is imported only when that command runs, so a
     problem in one (say, bench's imports) never stops the others, nor ``--help``."""
@@ -32,9 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "library, build the exercises.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{doctor,bench,exercises}")
 
-    summary = "check this machine for the course: Python, packages, widgets, threads, speed"
+    summary = ("check this machine for the course: Python, packages, widgets, threads, speed, and that the "
+               "reference result holds here")
     doctor = commands.add_parser("doctor", help=summary, description=summary,
                                  epilog="Exits 1 when a check fails, 0 when all pass.")
+    doctor.add_argument("--quick", action="store_true",
+                        help="skip training the course's reference model (about 20 s) to see that its result holds here")
     doctor.set_defaults(module="doctor", parser=doctor)
 
     summary = "time course_lib against PyTorch's own modules; train the reference model"
@@ -43,9 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true",
                        help='print one JSON object instead of a table, with "passed" (true/false) and '
                             '"failed" (the names of the missed targets)')
-    bench.add_argument("--threads", type=positive_int, default=2,
-                       help="PyTorch threads, a positive integer (default 2, the course's laptop)")
+    bench.add_argument("--threads", type=positive_int, default=None,
+                       help="PyTorch threads, a positive integer (default: the course's, 1 unless COURSE_LIB_THREADS "
+                            "or OMP_NUM_THREADS says otherwise)")
     bench.add_argument("--no-reference", action="store_true", help="skip training the reference model")
+    bench.add_argument("--seeds", type=positive_int, nargs="?", const=10, default=0, metavar="N",
+                       help="also train the reference for seeds 0..N-1 (default 10) at every thread count of "
+                            "--thread-counts; every run must meet the reference's targets (minutes)")
+    bench.add_argument("--thread-counts", type=thread_counts, default=(1, 2, 4), metavar="1,2,4",
+                       help="the thread counts of --seeds, comma-separated (default 1,2,4)")
     bench.set_defaults(module="bench", parser=bench)
 
     summary = "build exercises/ from solutions/ (exercises build [--check])"

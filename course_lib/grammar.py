@@ -41,16 +41,13 @@ PREPOSITION_NOUNS = {"near": ("dog", "cat", "horse"), "behind": ("teacher", "stu
                      "beside": ("farmer", "baker", "pilot"), "with": ("singer", "doctor", "bird"),
                      "under": ("nurse", "painter", "driver")}
 PREPOSITIONS = list(PREPOSITION_NOUNS)
-# Each subject chooses its verb from its own three ("dogs run", "singers sing"): to predict the verb a
+# Each subject chooses its verb from its own two ("dogs run", "singers sing"): to predict the verb a
 # model needs to know *which* noun is the subject, not only whether it is plural.
-SUBJECT_VERBS = {"dog": ("runs", "swims", "follows"), "cat": ("sleeps", "watches", "falls"),
-                 "child": ("laughs", "falls", "likes"), "bird": ("sings", "sees", "waits"),
-                 "teacher": ("helps", "knows", "waits"), "farmer": ("sees", "runs", "helps"),
-                 "doctor": ("helps", "waits", "knows"), "student": ("laughs", "likes", "follows"),
-                 "horse": ("runs", "falls", "follows"), "singer": ("sings", "smiles", "likes"),
-                 "pilot": ("waits", "sees", "watches"), "baker": ("smiles", "knows", "likes"),
-                 "nurse": ("helps", "watches", "smiles"), "painter": ("sees", "sleeps", "likes"),
-                 "driver": ("waits", "knows", "swims")}
+SUBJECT_VERBS = {"dog": ("runs", "follows"), "cat": ("sleeps", "watches"), "child": ("laughs", "falls"),
+                 "bird": ("sings", "sees"), "teacher": ("helps", "knows"), "farmer": ("sees", "runs"),
+                 "doctor": ("helps", "waits"), "student": ("likes", "follows"), "horse": ("falls", "swims"),
+                 "singer": ("sings", "smiles"), "pilot": ("waits", "watches"), "baker": ("smiles", "knows"),
+                 "nurse": ("laughs", "watches"), "painter": ("sleeps", "likes"), "driver": ("waits", "swims")}
 ADVERBS = ["later", "today", "often", "sometimes", "suddenly"]
 ADJECTIVES = ["old", "small", "happy", "tall", "quiet"]
 FUNCTION_WORDS = ["the", "that", ",", "."]

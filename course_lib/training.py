@@ -141,8 +141,14 @@ def fit(model: nn.Module, make_batch: Callable[[int], tuple], loss_fn: Callable[
 
 
 def language_model_loss(model: nn.Module, batch: tuple, pad_id: int = 0) -> torch.Tensor:
-    """Next-token cross-entropy for ``batch = (ids (batch, time),)``; padding positions are ignored."""
+    """Next-token cross-entropy for ``batch = (ids (batch, time),)``; padding positions are ignored.
+
+    Padding columns at the end of the batch are cut off first: with a causal model no real token
+    sees them, so the loss is the same and the step is faster.
+    """
     ids = batch[0]
+    longest = int((ids != pad_id).sum(dim=1).max()) if ids.numel() else ids.shape[1]
+    ids = ids[:, :max(longest, 2)]  # (B, T'): T' = the longest sentence of this batch
     logits = model(ids[:, :-1])  # (B, T-1, vocab): position t predicts token t+1
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), ignore_index=pad_id)
 

@@ -13,7 +13,7 @@ from course_lib.__main__ import main as cli_main
 
 
 def test_doctor_reports_every_item_and_passes_in_the_course_environment():
-    checks = doctor.run_doctor(show=False)
+    checks = doctor.run_doctor(show=False, reference=False)  # the reference check is tested below, faked
     assert [c.name for c in checks] == ["python", "packages", "widgets extension", "threads", "offline data", "speed"]
     environment = [c for c in checks if c.name != "speed"]  # speed depends on the machine's load
     assert all(c.ok for c in environment), [c.line() for c in environment if not c.ok]
@@ -31,6 +31,7 @@ def test_doctor_flags_a_wrong_package_version_with_a_fix(tmp_path, monkeypatch):
 
 
 def test_doctor_command_exit_code_follows_its_checks(monkeypatch, capsys):
+    monkeypatch.setattr(doctor, "check_reference", lambda: doctor.DoctorCheck("reference result", True, "holds"))
     monkeypatch.setattr(doctor, "check_speed", lambda: doctor.DoctorCheck("speed", False, "slow", "close programs"))
     assert doctor.main([]) == 1
     out = capsys.readouterr().out
@@ -97,7 +98,9 @@ def test_python_dash_m_reports_a_bad_option_without_a_traceback():
 GOOD = {"threads": 2, "torch": "2.x", "mha_ratio": 0.8, "block_ratio": 0.9, "train_step_ratio": 1.0,
         "details_ms": {name: {"ours_ms": 1.0, "theirs_ms": 1.0} for name in ("mha", "block", "train_step")},
         "checks": {"slowest": "double", "slowest_seconds": 0.01, "total_seconds": 0.05, "count": 18},
-        "reference": {"seconds": 12.0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95, "subject_head": [1, 2]}}
+        "reference": {"seconds": 12.0, "threads": 1, "seed": 0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95,
+                      "subject_head": [1, 2], "previous_token_weight": 0.9, "previous_token_head": [0, 1],
+                      "baselines": {"most_common_position": 0.18, "first_noun": 0.4, "nearest_noun_before_verb": 0.0}}}
 
 
 def _bench_returning(monkeypatch, results):
@@ -146,7 +149,7 @@ def test_bench_json_has_the_documented_keys(monkeypatch, capsys):
 
 
 def test_doctor_help_and_bad_options_do_not_run_it(monkeypatch, capsys):
-    monkeypatch.setattr(doctor, "run_doctor", lambda show=True: pytest.fail("the doctor ran"))
+    monkeypatch.setattr(doctor, "run_doctor", lambda show=True, reference=True: pytest.fail("the doctor ran"))
     assert doctor.main(["--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: python -m course_lib doctor")
     assert doctor.main(["--bogus"]) == 2
@@ -154,9 +157,10 @@ def test_doctor_help_and_bad_options_do_not_run_it(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("reference, missed", [
-    ({"seconds": 12.0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95}, []),
-    ({"seconds": 31.0, "agreement_accuracy": 0.97, "subject_head_weight": 0.5},
-     ["reference.seconds", "reference.agreement_accuracy", "reference.subject_head_weight"]),
+    ({"seconds": 12.0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95, "previous_token_weight": 0.9}, []),
+    ({"seconds": 31.0, "agreement_accuracy": 0.97, "subject_head_weight": 0.5, "previous_token_weight": 0.3},
+     ["reference.seconds", "reference.agreement_accuracy", "reference.subject_head_weight",
+      "reference.previous_token_weight"]),
 ])
 def test_bench_reports_missed_targets(reference, missed):
     results = {"mha_ratio": 1.3, "block_ratio": 1.0, "train_step_ratio": 1.1, "reference": reference,
@@ -173,3 +177,64 @@ def test_doctor_speed_probe_leaves_the_callers_random_state_alone():
     torch.manual_seed(123)
     doctor.time_tiny_training(steps=2)
     assert torch.equal(torch.rand(3), expected)
+
+
+class FakeRun:
+    def __init__(self, accuracy, subject, neighbour):
+        self.agreement_accuracy, self.subject_head_weight, self.neighbour_head_weight = accuracy, subject, neighbour
+
+    def meets_targets(self):
+        from course_lib.reference import REFERENCE
+        return (self.agreement_accuracy >= REFERENCE.min_accuracy and self.subject_head_weight >= REFERENCE.min_subject_weight
+                and self.neighbour_head_weight >= REFERENCE.min_neighbour_weight)
+
+
+@pytest.mark.parametrize("run, ok", [(FakeRun(1.0, 0.95, 0.9), True), (FakeRun(1.0, 0.6, 0.9), False)])
+def test_doctor_says_whether_the_reference_result_holds_here(run, ok, monkeypatch):
+    import course_lib.reference
+
+    monkeypatch.setattr(course_lib.reference, "train_reference_model", lambda **kw: run)
+    check = doctor.check_reference()
+    assert check.ok is ok and check.name == "reference result"
+    assert f"verb->subject head {run.subject_head_weight:.2f} (>= 0.8)" in check.detail
+    assert "previous-word head" in check.detail and "thread(s)" in check.detail
+    if not ok:
+        assert "report" in check.line()
+
+
+def test_doctor_quick_skips_the_reference(monkeypatch, capsys):
+    monkeypatch.setattr(doctor, "check_reference", lambda: pytest.fail("the reference was trained"))
+    monkeypatch.setattr(doctor, "check_speed", lambda: doctor.DoctorCheck("speed", True, "fast"))
+    assert doctor.main(["--quick"]) == 0
+    assert "reference result" not in capsys.readouterr().out
+
+
+def test_doctor_names_where_the_thread_count_comes_from(monkeypatch):
+    monkeypatch.delenv("COURSE_LIB_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert "course's default" in doctor.check_threads().detail
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert "set by OMP_NUM_THREADS" in doctor.check_threads().detail
+
+
+def test_bench_seed_matrix_runs_every_seed_at_every_thread_count_and_reports_the_worst(monkeypatch):
+    import torch
+
+    seen = []
+
+    def figures(seed=0):
+        threads = torch.get_num_threads()
+        seen.append((seed, threads))
+        weight = 0.5 if (seed, threads) == (1, 2) else 0.9
+        return {"seconds": 1.0, "threads": threads, "seed": seed, "agreement_accuracy": 1.0,
+                "subject_head_weight": weight, "subject_head": [1, 0], "previous_token_weight": 0.95,
+                "previous_token_head": [0, 1], "baselines": {}}
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(bench, "reference_figures", figures)
+    matrix = bench.run_seed_matrix(range(2), (1, 2))
+    assert seen == [(0, 1), (0, 2), (1, 1), (1, 2)] and torch.get_num_threads() == before
+    assert matrix["worst_subject_head_weight"] == 0.5
+    assert matrix["worst_cases"]["subject_head_weight"] == {"seed": 1, "threads": 2}
+    assert bench.missed_targets({"seed_matrix": matrix}) == ["seed_matrix.worst_subject_head_weight"]
+    assert "worst of 4 runs" in bench.format_seed_matrix(matrix)
