@@ -10,8 +10,10 @@ noun is the subject:
                            ^attractor   ^subject          ^attractor  ^verb (singular, like "dog")
 
 A second, local relation: each preposition takes its noun from its own small set ("near the dog",
-"under the bridge"), so the word *after* "the" is predicted by the word just *before* "the". A head
+"under the nurse"), so the word *after* "the" is predicted by the word just *before* "the". A head
 that looks at the previous word solves it; the grammar annotates these pairs as ``neighbours``.
+And each subject noun has its own verb ("dogs run", "cats sleep"): the verb depends on which noun the
+subject is, and its form on the subject's number.
 
 Every sentence carries its annotations, so you can score attention heads against the truth.
 Token 0 of every sentence is ``<bos>``: annotation indices are positions in the model's input.
@@ -41,13 +43,11 @@ PREPOSITION_NOUNS = {"near": ("dog", "cat", "horse"), "behind": ("teacher", "stu
                      "beside": ("farmer", "baker", "pilot"), "with": ("singer", "doctor", "bird"),
                      "under": ("nurse", "painter", "driver")}
 PREPOSITIONS = list(PREPOSITION_NOUNS)
-# Each subject chooses its verb from its own two ("dogs run", "singers sing"): to predict the verb a
-# model needs to know *which* noun is the subject, not only whether it is plural.
-SUBJECT_VERBS = {"dog": ("runs", "follows"), "cat": ("sleeps", "watches"), "child": ("laughs", "falls"),
-                 "bird": ("sings", "sees"), "teacher": ("helps", "knows"), "farmer": ("sees", "runs"),
-                 "doctor": ("helps", "waits"), "student": ("likes", "follows"), "horse": ("falls", "swims"),
-                 "singer": ("sings", "smiles"), "pilot": ("waits", "watches"), "baker": ("smiles", "knows"),
-                 "nurse": ("laughs", "watches"), "painter": ("sleeps", "likes"), "driver": ("waits", "swims")}
+# Each subject noun has its own verb ("dogs run", "singers smile"): to predict the verb a model needs to
+# know *which* noun is the subject, whatever its number, not only whether it is plural.
+SUBJECT_VERB = {"dog": "runs", "cat": "sleeps", "child": "laughs", "bird": "sings", "teacher": "helps",
+                "farmer": "sees", "doctor": "knows", "student": "likes", "horse": "falls", "singer": "smiles",
+                "pilot": "waits", "baker": "watches", "nurse": "follows", "painter": "swims", "driver": "waits"}
 ADVERBS = ["later", "today", "often", "sometimes", "suddenly"]
 ADJECTIVES = ["old", "small", "happy", "tall", "quiet"]
 FUNCTION_WORDS = ["the", "that", ",", "."]
@@ -204,7 +204,7 @@ class AgreementGrammar:
             if noun_number != number:
                 attractors.append(noun)
         subject_word = words[subject]
-        singular, plural = _VERB_PAIR[rng.choice(SUBJECT_VERBS[_SINGULAR_OF.get(subject_word, subject_word)])]
+        singular, plural = _VERB_PAIR[SUBJECT_VERB[_SINGULAR_OF.get(subject_word, subject_word)]]
         verb = len(words)
         words.append(singular if number == SINGULAR else plural)
         wrong = plural if number == SINGULAR else singular
