@@ -364,6 +364,14 @@ def _reason(error: OSError) -> str:
     return error.strerror or type(error).__name__
 
 
+def _write_synced(fd: int, data: bytes) -> None:
+    """Write ``data`` to the open file ``fd``, close it, and make sure it reached the disk."""
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
 def backup(data: bytes, name: str, paths: Paths) -> Path:
     """Save ``data`` (a learner's notebook, as it was on disk) as a new file in exercises/backups/.
 
@@ -388,10 +396,7 @@ def backup(data: bytes, name: str, paths: Paths) -> Path:
             raise BuildError(f"{shown}: cannot save a backup in {paths.show(paths.backups)}/ ({_reason(error)}); "
                              f"nothing was changed") from None
         try:
-            with os.fdopen(fd, "wb") as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(stream.fileno())
+            _write_synced(fd, data)
         except OSError as error:
             target.unlink(missing_ok=True)
             raise BuildError(f"{shown}: cannot save a backup in {paths.show(paths.backups)}/ ({_reason(error)}); "
@@ -470,10 +475,7 @@ def _replace(target: Path, notebook, seen: bytes | None, paths: Paths) -> list[P
         raise BuildError(f"{shown}: cannot write in {paths.show(target.parent)}/ ({_reason(error)}); "
                          f"it was left as it was") from None
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        _write_synced(fd, data)
         os.chmod(temporary, stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask())
         os.replace(temporary, target)
     except OSError as error:
