@@ -58,8 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=positive_int, nargs="?", const=10, default=0, metavar="N",
                        help="also train the reference for seeds 0..N-1 (default 10) at every thread count of "
                             "--thread-counts; every run must meet the reference's targets (minutes)")
+    bench.add_argument("--notebooks", action="store_true",
+                       help="also run the notebooks that train under strict nbval at each of --thread-counts "
+                            "(the test command re-runs only the quick ones at other thread counts)")
     bench.add_argument("--thread-counts", type=thread_counts, default=(1, 2, 4), metavar="1,2,4",
-                       help="the thread counts of --seeds, comma-separated (default 1,2,4)")
+                       help="the thread counts of --seeds and --notebooks, comma-separated (default 1,2,4)")
     bench.set_defaults(module="bench", parser=bench)
 
     summary = "build exercises/ from solutions/ (exercises build [--check])"

@@ -34,7 +34,7 @@ TARGETS = {"mha_ratio": RATIO_TARGET, "block_ratio": RATIO_TARGET, "train_step_r
            "seed_matrix.worst_agreement_accuracy": REFERENCE.min_accuracy,
            "seed_matrix.worst_subject_head_weight": REFERENCE.min_subject_weight,
            "seed_matrix.worst_previous_token_weight": REFERENCE.min_neighbour_weight,
-           "checks.slowest_seconds": 1.0}
+           "checks.slowest_seconds": 1.0, "notebooks.failed": 0}
 
 
 def compare(ours: Callable[[], None], theirs: Callable[[], None], rounds: int = 15, per_round: int = 5) -> dict:
@@ -210,6 +210,31 @@ def format_seed_matrix(matrix: dict) -> str:
     return "\n".join(rows)
 
 
+# The notebooks whose checked outputs depend on a training run, and which of them take long enough to be
+# re-run at other thread counts by ``bench --notebooks`` instead of by the test command.
+TRAINING_NOTEBOOKS = ("notebooks/02_learning.ipynb", "notebooks/extras/attention_explorer.ipynb")
+SLOW_TRAINING_NOTEBOOKS = ("notebooks/extras/attention_explorer.ipynb",)
+
+
+def notebooks_at_threads(notebooks=TRAINING_NOTEBOOKS, threads=(1, 2, 4), timeout: int = 900) -> dict:
+    """Run ``notebooks`` under strict nbval (the test command's settings) with ``OMP_NUM_THREADS`` set to
+    each count: ``{threads: {"passed": bool, "output": the run's last lines}}``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    results = {}
+    for count in threads:
+        env = {key: value for key, value in os.environ.items() if key != "COURSE_LIB_THREADS"}
+        env["OMP_NUM_THREADS"] = str(count)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *notebooks], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=timeout)
+        results[count] = {"passed": done.returncode == 0, "output": (done.stdout + done.stderr)[-3000:]}
+    return results
+
+
 AT_LEAST = ("agreement_accuracy", "subject_head_weight", "previous_token_weight", "worst_agreement_accuracy",
             "worst_subject_head_weight", "worst_previous_token_weight")  # every other target is a maximum
 
@@ -261,6 +286,12 @@ def format_table(results: dict) -> str:
                     f"{b['nearest_noun_before_verb']:.2f}")
     if "seed_matrix" in results:
         rows.append(format_seed_matrix(results["seed_matrix"]))
+    if "notebooks" in results:
+        n = results["notebooks"]
+        rows.append(f"notebooks that train, under strict nbval at {n['threads']} threads: "
+                    + ("all pass" if not n["failed"] else f"{n['failed']} thread count(s) fail"))
+        for count, output in n["failed_output"].items():
+            rows.append(f"--- {count} thread(s):\n{output}")
     missed = failures(results)
     rows.append("all targets met" if not missed else "missed: " + "; ".join(missed))
     return "\n".join(rows)
@@ -273,6 +304,10 @@ def run(args) -> int:
     results = run_bench(reference=not args.no_reference)
     if args.seeds:
         results["seed_matrix"] = run_seed_matrix(range(args.seeds), args.thread_counts)
+    if args.notebooks:
+        runs = notebooks_at_threads(threads=args.thread_counts)
+        results["notebooks"] = {"threads": list(runs), "failed": sum(not r["passed"] for r in runs.values()),
+                                "failed_output": {str(k): r["output"] for k, r in runs.items() if not r["passed"]}}
     failed = missed_targets(results)
     results["passed"], results["failed"] = not failed, failed
     print(json.dumps(results) if args.json else format_table(results))
