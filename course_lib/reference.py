@@ -39,9 +39,10 @@ class ReferenceConfig:
     min_accuracy: float = 0.99
     min_subject_weight: float = 0.8
     min_neighbour_weight: float = 0.8
-    # About 30 s at one thread on the course's 2-core machine. 800 steps would fit in 20 s, but then
-    # seed 6 never learned agreement (measured): the result comes first, the lessons' 60 s budget holds.
-    max_seconds: float = 40.0
+    # 30-42 s at one thread on the course's 2-core machine (it varies with the machine's load). 800 steps
+    # would fit in 20 s, but then seed 6 never learned agreement (measured): the result comes first, and
+    # the explorer notebook, which trains it, still runs in under a minute.
+    max_seconds: float = 45.0
 
     def model_kwargs(self) -> dict:
         """The arguments of ``TransformerLM`` besides the vocabulary size."""
