@@ -7,7 +7,7 @@ another looks at the previous word. Lessons 08-09, ``python -m course_lib bench`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -48,9 +48,6 @@ class ReferenceConfig:
         """The arguments of ``TransformerLM`` besides the vocabulary size."""
         return dict(d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers, max_len=self.max_len,
                     positions=self.positions)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 REFERENCE = ReferenceConfig()
