@@ -4,8 +4,10 @@ accept every valid way to write the answer (built-ins, einsum, loops, other form
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -632,6 +634,12 @@ CASES = {
     "add_positions": (ADD_RIGHT, ADD_WRONG),
     "position_similarity": (SIMILARITY_RIGHT, SIMILARITY_WRONG),
 }
+# Lessons 07 on keep their cases in tests/check_cases_<lesson>.py: CASES like the above, and NAMED_MISTAKES,
+# (exercise name, implementation, words its diagnosis must contain) for the classic mistakes.
+LESSON_CASE_MODULES = [importlib.import_module(path.stem)
+                       for path in sorted(Path(__file__).parent.glob("check_cases_*.py"))]
+for module in LESSON_CASE_MODULES:
+    CASES.update(module.CASES)
 NAMES = [name for names in checks.EXERCISES.values() for name in names]  # from the registry, lesson order
 ALL_CHECKS = [registry.get(name).check for name in NAMES]
 
@@ -682,6 +690,13 @@ def test_check_rejects_mistake_with_diagnosis(check, label, implementation, diag
 ])
 def test_named_classic_mistakes(check, implementation, name):
     assert name in check(implementation).message
+
+
+@pytest.mark.parametrize("exercise, implementation, name", [
+    pytest.param(*case, id=f"{case[0]}-{case[2]}") for module in LESSON_CASE_MODULES for case in module.NAMED_MISTAKES])
+def test_named_classic_mistakes_of_later_lessons(exercise, implementation, name):
+    result = registry.get(exercise).check(implementation)
+    assert not result.passed and name in result.message, repr(result)
 
 
 # The diagnoses hold on random sizes: many seeds, each mistake still named.
