@@ -144,7 +144,7 @@ def run_bench(reference: bool = True) -> dict:
 def reference_figures(seed: int = 0) -> dict:
     """Train the reference model once; its figures as ``bench --json`` reports them."""
     start = time.perf_counter()
-    run = train_reference_model(seed=seed, progress=False)
+    run = train_reference_model(seed=seed, progress=False, cache=False)
     seconds = time.perf_counter() - start
     drops = run.agreement_accuracy - ablation_effects(run.model, run.test, run.vocab)  # (layers, heads)
     subject_layer, subject_head = run.subject_head
@@ -217,8 +217,8 @@ SLOW_TRAINING_NOTEBOOKS = ("notebooks/extras/attention_explorer.ipynb",)
 
 
 def notebooks_at_threads(notebooks=TRAINING_NOTEBOOKS, threads=(1, 2, 4), timeout: int = 900) -> dict:
-    """Run ``notebooks`` under strict nbval (the test command's settings) with ``OMP_NUM_THREADS`` set to
-    each count, all counts at once (a result does not depend on how busy the machine is, only its time):
+    """Run ``notebooks`` under strict nbval (the test command's settings, in one process each: the counts
+    already share the cores) with ``OMP_NUM_THREADS`` set to each count, all counts at once (a result does not depend on how busy the machine is, only its time):
     ``{threads: {"passed": bool, "output": the run's last lines}}``."""
     import os
     import subprocess
@@ -232,7 +232,7 @@ def notebooks_at_threads(notebooks=TRAINING_NOTEBOOKS, threads=(1, 2, 4), timeou
         env = {key: value for key, value in os.environ.items() if key != "COURSE_LIB_THREADS"}
         env["OMP_NUM_THREADS"] = str(count)
         log = tempfile.TemporaryFile(mode="w+")
-        runs[count] = (subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *notebooks],
+        runs[count] = (subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-n", "0", *notebooks],
                                         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log)
     results = {}
     for count, (process, log) in runs.items():

@@ -3,11 +3,25 @@ learns to look from the verb back to the subject, found by content wherever the 
 another looks at the previous word. Lessons 08-09, ``python -m course_lib bench`` and ``doctor``.
 
 ``REFERENCE`` is the one configuration; every number about it lives here.
+
+Lesson 08 trains the model with ``train_reference_model``, which also keeps the trained weights in a
+cache folder on disk; lesson 09 and the explorer call ``load_reference_model``, which takes them from
+there when lesson 08 already ran on this machine and trains them (40 s) when not. Either way you get the
+same model: the cache is keyed by everything that decides the result (the configuration, the seed, the
+thread count, PyTorch's version and course_lib's own source), so a changed course never reuses a stale model.
+The folder is ``COURSE_LIB_CACHE`` if set, else ``transformer-course`` in your user cache folder
+(``~/.cache`` on Linux); deleting it is always safe.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import contextlib
+import hashlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -69,6 +83,9 @@ class ReferenceRun:
     neighbour_head: tuple[int, int]
     baselines: dict[str, float]
     config: ReferenceConfig = REFERENCE
+    # The weights before training, (name -> tensor): what learning changed is model.state_dict() minus these.
+    initial_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    from_cache: bool = False  # True when load_reference_model took the trained weights from the cache
 
     def meets_targets(self) -> bool:
         c = self.config
@@ -86,25 +103,151 @@ def _best(scores: torch.Tensor) -> tuple[float, tuple[int, int]]:
     return float(scores.max()), (layer, head)
 
 
-def train_reference_model(seed: int = 0, config: ReferenceConfig = REFERENCE, progress: bool = True,
-                          **changes) -> ReferenceRun:
-    """Train the reference ``TransformerLM`` on the agreement grammar and score its heads.
-
-    Test sentences are held out and each has at least one attractor between subject and verb.
-    ``changes`` override fields of ``config`` (e.g. ``steps=400`` for a quick look).
-    """
-    config = replace(config, **changes) if changes else config
+def _prepare(seed: int, config: ReferenceConfig):
+    """The vocabulary, the train and test sentences, the encoded training ids and a freshly initialised model."""
     seed_everything(seed)
     vocab = agreement_vocabulary()
     train, test = agreement_corpus(config.n_train, config.n_test, seed=seed)
     ids, _ = encode_sentences(train, vocab)  # (n_train, T)
     model = TransformerLM(len(vocab), **config.model_kwargs())
-    history = fit(model, random_batches(ids, batch_size=config.batch_size, seed=seed),
-                  lambda m, batch: language_model_loss(m, batch, vocab.pad_id),
-                  steps=config.steps, lr=config.lr, warmup=config.warmup, progress=progress)
+    return vocab, train, test, ids, model
+
+
+def _score(model, vocab, train, test, history, config, initial_state, from_cache) -> ReferenceRun:
     scores = head_scores(model, test, vocab)  # each (layers, heads)
     subject_weight, subject_head = _best(scores["verb_to_subject"])
     neighbour_weight, neighbour_head = _best(scores["neighbour"])
     return ReferenceRun(model, vocab, train, test, history, agreement_accuracy(model, test, vocab),
                         subject_weight, subject_head, neighbour_weight, neighbour_head,
-                        subject_baselines(test, reference=train), config)
+                        subject_baselines(test, reference=train), config, initial_state, from_cache)
+
+
+def _check_seed(seed) -> int:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    return seed
+
+
+def train_reference_model(seed: int = 0, config: ReferenceConfig = REFERENCE, progress: bool = True,
+                          cache: bool = True, **changes) -> ReferenceRun:
+    """Train the reference ``TransformerLM`` on the agreement grammar and score its heads.
+
+    Test sentences are held out and each has at least one attractor between subject and verb.
+    ``changes`` override fields of ``config`` (e.g. ``steps=400`` for a quick look). With ``cache`` the
+    trained weights are also saved for ``load_reference_model`` (a cache that cannot be written is skipped).
+    """
+    seed = _check_seed(seed)
+    config = replace(config, **changes) if changes else config
+    if not cache:
+        return _train(seed, config, progress, save=False)
+    with _cache_lock(seed, config):
+        return _train(seed, config, progress, save=True)
+
+
+def _train(seed: int, config: ReferenceConfig, progress: bool, save: bool) -> ReferenceRun:
+    vocab, train, test, ids, model = _prepare(seed, config)
+    initial_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    history = fit(model, random_batches(ids, batch_size=config.batch_size, seed=seed),
+                  lambda m, batch: language_model_loss(m, batch, vocab.pad_id),
+                  steps=config.steps, lr=config.lr, warmup=config.warmup, progress=progress)
+    if save:
+        _save(cache_path(seed, config), model, initial_state, history)
+    return _score(model, vocab, train, test, history, config, initial_state, from_cache=False)
+
+
+def load_reference_model(seed: int = 0, config: ReferenceConfig = REFERENCE, progress: bool = True,
+                         **changes) -> ReferenceRun:
+    """The trained reference model: from the cache when ``train_reference_model`` already trained it with
+    the same settings on this machine (lesson 08), else trained now and cached. ``run.from_cache`` says which."""
+    seed = _check_seed(seed)
+    config = replace(config, **changes) if changes else config
+    path = cache_path(seed, config)
+    with _cache_lock(seed, config):  # if another kernel is training this very model, wait for it
+        saved = _load(path)
+        if saved is None:
+            return _train(seed, config, progress, save=True)
+    vocab, train, test, _, model = _prepare(seed, config)
+    model.load_state_dict(saved["state"])
+    model.eval()
+    history = TrainingHistory(losses=list(saved["losses"]), seconds=float(saved["seconds"]))
+    return _score(model, vocab, train, test, history, config, saved["initial_state"], from_cache=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The cache: one file per (configuration, seed, thread count, PyTorch version, course_lib source).
+# ---------------------------------------------------------------------------------------------------------
+
+_CACHE_FORMAT = 1
+# The modules whose code decides what training produces.
+_SOURCES = ("attention.py", "block.py", "grammar.py", "language_model.py", "positions.py", "reference.py",
+            "training.py", "vocab.py")
+
+
+def cache_folder() -> Path:
+    """``COURSE_LIB_CACHE`` if set, else ``transformer-course`` in the user's cache folder."""
+    chosen = os.environ.get("COURSE_LIB_CACHE", "").strip()
+    if chosen:
+        return Path(chosen).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "transformer-course"
+
+
+def cache_path(seed: int, config: ReferenceConfig = REFERENCE) -> Path:
+    """Where the trained weights of this seed and configuration are kept, at this thread count."""
+    key = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _SOURCES:
+        key.update((here / name).read_bytes())
+    key.update(repr((_CACHE_FORMAT, config, seed, torch.get_num_threads(), torch.__version__)).encode())
+    return cache_folder() / f"reference-seed{seed}-{torch.get_num_threads()}threads-{key.hexdigest()[:16]}.pt"
+
+
+@contextlib.contextmanager
+def _cache_lock(seed: int, config: ReferenceConfig):
+    """Hold a lock file beside the cache entry (POSIX), so that two kernels never train the same model at
+    once: the second waits, then loads. Where no lock can be taken (Windows, a read-only folder), no lock."""
+    try:
+        import fcntl
+        path = cache_path(seed, config).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _save(path: Path, model, initial_state, history) -> None:
+    """Write atomically (a temporary file, then a rename); a cache that cannot be written is skipped."""
+    content = {"format": _CACHE_FORMAT, "state": model.state_dict(), "initial_state": initial_state,
+               "losses": history.losses, "seconds": history.seconds}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False)
+    except OSError:
+        return
+    try:
+        with handle:
+            torch.save(content, handle)
+        os.replace(handle.name, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+
+
+def _load(path: Path) -> dict | None:
+    """The saved content, or None when missing or unreadable (then the model is trained again)."""
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception:  # missing, half-written by a killed process, or from another format: train again
+        return None
+    if not isinstance(saved, dict) or saved.get("format") != _CACHE_FORMAT:
+        return None
+    return saved

@@ -1248,6 +1248,23 @@ def test_a_checks_own_time_limit_applies_without_the_setting():
         registry.unregister("slow_fake")
 
 
+def test_a_warm_up_runs_once_outside_the_time_limit():
+    import time
+
+    warm_ups = []
+    try:
+        @checks.check("warm_fake", lesson="99_fake_lesson", reference=lambda: None, time_limit=0.2,
+                      warm_up=lambda: (warm_ups.append(1), time.sleep(0.4)))
+        def check_warm_fake(candidate):
+            candidate()
+            return "fine"
+
+        assert check_warm_fake(lambda: None).passed and check_warm_fake(lambda: None).passed
+        assert warm_ups == [1]
+    finally:
+        registry.unregister("warm_fake")
+
+
 def test_a_pending_alarm_and_its_handler_survive_a_check():
     import signal
     rang = []

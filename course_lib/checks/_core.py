@@ -122,7 +122,7 @@ def fresh_seed() -> int:
 
 
 def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str] = (), pieces: str = "",
-          time_limit: float = 5.0) -> Callable:
+          time_limit: float = 5.0, warm_up: Callable[[], object] | None = None) -> Callable:
     """Declare the check of exercise ``name`` of ``lesson``: turns ``body(candidate) -> success message`` into
     ``check_<name>(candidate, *, seed=None) -> CheckResult``, which never raises, and registers it.
 
@@ -130,10 +130,13 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
     dotted paths of ready-made functions that do the exercise for the learner: the check still passes
     with them, and says so, suggesting the ``pieces`` to build it from. Each call draws fresh random
     inputs from a new seed (or ``seed``), shown in a failure's message; ``time_limit`` seconds at most.
+    ``warm_up()`` runs once per process before the first timed call: PyTorch's one-off costs (the first
+    ``torch.optim`` step loads seconds of code on a busy machine) must not count as the learner's time.
     """
 
     def decorate(body: Callable[[object], str]) -> Callable[..., CheckResult]:
         entry_builtins = tuple(builtins)
+        pending_warm_up = [warm_up] if warm_up is not None else []
 
         @functools.wraps(body)
         def run(candidate, *, seed: int | None = None) -> CheckResult:
@@ -154,6 +157,9 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
                     stack.enter_context(torch.enable_grad())
                     stack.enter_context(_default_dtype(torch.float32))
                     stack.enter_context(torch.device("cpu"))
+                    if pending_warm_up:
+                        with contextlib.suppress(Exception):
+                            pending_warm_up.pop()()
                     delegation = stack.enter_context(Delegation(entry_builtins, candidate))
                     stack.enter_context(time_limited(limit))
                     message = body(candidate)

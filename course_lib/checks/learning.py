@@ -80,8 +80,16 @@ def check_cross_entropy(candidate) -> str:
                    "value and gradient match F.cross_entropy")
 
 
+def _first_optimizer_steps() -> None:
+    """Take one step of each optimizer a learner may use, so that loading their code is not timed."""
+    weight = torch.nn.Parameter(torch.zeros(2))
+    for optimizer in (torch.optim.SGD([weight], lr=0.1), torch.optim.Adam([weight]), torch.optim.AdamW([weight])):
+        weight.grad = torch.ones(2)
+        optimizer.step()
+
+
 @check("sgd_step", lesson=LESSON, reference=_sgd_step, builtins=("torch.optim.SGD.step",),
-       pieces="p -= lr * p.grad inside torch.no_grad(), then p.grad = None")
+       pieces="p -= lr * p.grad inside torch.no_grad(), then p.grad = None", warm_up=_first_optimizer_steps)
 def check_sgd_step(candidate) -> str:
     """``sgd_step(params: list of tensors with .grad, lr)`` updates each ``p`` to ``p - lr * p.grad`` in place.
 
@@ -171,7 +179,7 @@ def _flat(parameters) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in parameters])
 
 
-@check("training_step", lesson=LESSON, reference=_training_step)
+@check("training_step", lesson=LESSON, reference=_training_step, warm_up=_first_optimizer_steps)
 def check_training_step(candidate) -> str:
     """``training_step(model, loss_fn, optimizer, inputs, targets) -> float``: one full update; returns the loss.
 

@@ -1,0 +1,27 @@
+"""Settings for the whole test run (loaded at start-up: tests/ is one of the configured test paths)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+_OWN_CACHE = "_course_test_cache"
+
+
+def pytest_configure(config):
+    """Give the run its own, empty reference-model cache (course_lib.reference): notebooks that train
+    save there and the ones that load find it, without touching the learner's own cache. The kernels
+    nbval starts, and xdist's workers, inherit the environment; only the first process makes the folder."""
+    if hasattr(config, "workerinput") or os.environ.get("COURSE_LIB_CACHE"):
+        return
+    folder = tempfile.mkdtemp(prefix="course-test-cache-")
+    os.environ["COURSE_LIB_CACHE"] = folder
+    setattr(config, _OWN_CACHE, folder)
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, _OWN_CACHE, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("COURSE_LIB_CACHE", None)

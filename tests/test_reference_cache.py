@@ -1,0 +1,113 @@
+"""The reference model's cache: lesson 08 trains and saves, lesson 09 and the explorer load the very same
+model; anything that would change the result (seed, configuration, thread count, course_lib's source) is a
+different entry; a broken or unwritable cache only means training again."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_lib import reference
+from course_lib.reference import cache_path, load_reference_model, train_reference_model
+
+QUICK = dict(steps=3, n_train=300, n_test=40)  # a few steps: the cache is the point, not the accuracy
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_LIB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_loaded_model_is_the_trained_one(cache):
+    trained = train_reference_model(seed=3, progress=False, **QUICK)
+    assert not trained.from_cache and cache_path(3, trained.config).exists()
+    loaded = load_reference_model(seed=3, progress=False, **QUICK)
+    assert loaded.from_cache
+    for name, tensor in trained.model.state_dict().items():
+        assert torch.equal(tensor, loaded.model.state_dict()[name]), name
+    for name, tensor in trained.initial_state.items():
+        assert torch.equal(tensor, loaded.initial_state[name]), name
+    assert loaded.history.losses == trained.history.losses
+    assert (loaded.agreement_accuracy, loaded.subject_head, loaded.neighbour_head) == \
+        (trained.agreement_accuracy, trained.subject_head, trained.neighbour_head)
+    assert [s.tokens for s in loaded.test] == [s.tokens for s in trained.test]
+
+
+def test_training_changed_the_weights_it_reports_as_initial(cache):
+    run = train_reference_model(seed=0, progress=False, **QUICK)
+    moved = [name for name, before in run.initial_state.items() if not torch.equal(before, run.model.state_dict()[name])]
+    assert moved and set(run.initial_state) == set(run.model.state_dict())
+
+
+def test_without_a_cached_model_load_trains_and_saves_it(cache):
+    run = load_reference_model(seed=1, progress=False, **QUICK)
+    assert not run.from_cache and cache_path(1, run.config).exists()
+    assert load_reference_model(seed=1, progress=False, **QUICK).from_cache
+
+
+def test_another_seed_configuration_or_thread_count_is_another_entry(cache):
+    config = reference.REFERENCE
+    first = cache_path(0, config)
+    assert cache_path(1, config) != first
+    assert cache_path(0, reference.replace(config, steps=999)) != first
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(before + 1)
+        assert cache_path(0, config) != first
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_corrupt_entry_is_trained_again(cache):
+    run = train_reference_model(seed=2, progress=False, **QUICK)
+    path = cache_path(2, run.config)
+    path.write_bytes(b"half a file")
+    again = load_reference_model(seed=2, progress=False, **QUICK)
+    assert not again.from_cache and load_reference_model(seed=2, progress=False, **QUICK).from_cache
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root can write a read-only folder")
+def test_an_unwritable_cache_only_means_no_cache(tmp_path, monkeypatch):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    monkeypatch.setenv("COURSE_LIB_CACHE", str(folder / "cache"))
+    try:
+        run = load_reference_model(seed=0, progress=False, **QUICK)
+        assert not run.from_cache
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_file_where_the_cache_folder_should_be_only_means_no_cache(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("COURSE_LIB_CACHE", str(blocker))
+    run = load_reference_model(seed=0, progress=False, **QUICK)
+    assert not run.from_cache and not load_reference_model(seed=0, progress=False, **QUICK).from_cache
+
+
+def test_two_kernels_at_once_train_it_only_once(cache):
+    """The second caller waits on the lock file, then loads what the first trained. (flock locks belong to
+    each open file, so two threads here contend exactly as two kernels would.)"""
+    results = []
+    callers = [threading.Thread(target=lambda: results.append(
+        load_reference_model(seed=4, progress=False, steps=20, n_train=300, n_test=40).from_cache)) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=120)
+    assert sorted(results) == [False, True]
+
+
+def test_a_bad_seed_is_refused_clearly():
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        load_reference_model(seed=-1)
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        train_reference_model(seed="0")
