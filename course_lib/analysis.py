@@ -1,7 +1,8 @@
 """What did the heads learn? Look inside a model, score heads against the grammar's truth, silence heads.
 
 Lessons 09 and 12. ``capture`` is the one way to look inside any model built from course_lib's
-``MultiHeadAttention`` (a course model or your own): inside a ``with`` block it records, by layer,
+``MultiHeadAttention`` or from an attention module of your own (``is_attention_module``): inside a
+``with`` block it records, by layer,
 
     attention      (batch, layers, heads, query, key)   the weights of every head
     head_outputs   (batch, layers, heads, time, d_head)  what each head sends on, before the output projection
@@ -13,6 +14,7 @@ and it can silence heads (their output set to zero, as if they were never there)
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterable
 
 import torch
@@ -23,18 +25,53 @@ from .grammar import Sentence, encode_sentences, verb_ids
 from .vocab import Vocabulary
 
 
-def attention_modules(model: nn.Module) -> list[MultiHeadAttention]:
-    """The model's ``MultiHeadAttention`` modules, in layer order."""
+def is_attention_module(module: nn.Module) -> bool:
+    """True for course_lib's ``MultiHeadAttention`` and for your own attention module, recognised by its shape:
+    an ``nn.Module`` with an int ``n_heads`` whose forward returns ``(output, weights (batch, heads, query,
+    key))``. Silencing heads, or recording what each sends on, also needs an ``out_proj`` ``nn.Linear`` whose
+    input is the heads' outputs side by side (head h owns features h*d_head ... (h+1)*d_head - 1)."""
+    if isinstance(module, MultiHeadAttention):
+        return True
+    heads = getattr(module, "n_heads", None)
+    return isinstance(heads, int) and not isinstance(heads, bool) and heads >= 1
+
+
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The model's attention modules (see ``is_attention_module``), in layer order. A module with ``n_heads``
+    that holds attention modules (a block, a whole model) is a container, not one of them."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    found = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    candidates = [m for m in model.modules() if is_attention_module(m)]
+    found = [m for m in candidates
+             if isinstance(m, MultiHeadAttention) or not any(is_attention_module(c) for c in m.modules() if c is not m)]
     if not found:
-        raise ValueError(f"{type(model).__name__} has no course_lib MultiHeadAttention module: capture and the head "
-                         f"scores look inside models built from course_lib.attention.MultiHeadAttention")
+        raise ValueError(f"{type(model).__name__} has no attention module: capture and the head scores look for "
+                         f"course_lib's MultiHeadAttention, or a module of yours with an int `n_heads` whose "
+                         f"forward returns (output, weights (batch, heads, query, key))")
     return found
 
 
-def _layers(model: nn.Module, attention: list[MultiHeadAttention]) -> list[nn.Module]:
+def _d_head(module: nn.Module, why: str) -> int:
+    projection = getattr(module, "out_proj", None)
+    if not isinstance(projection, nn.Linear) or projection.in_features % module.n_heads:
+        raise ValueError(f"{why} needs the heads' outputs side by side: {type(module).__name__} must have an "
+                         f"`out_proj` nn.Linear whose input has n_heads x d_head features (n_heads = "
+                         f"{module.n_heads}); it has none")
+    return projection.in_features // module.n_heads
+
+
+def _weights_argument(module: nn.Module) -> int | None:
+    """The position of ``need_weights`` in the module's forward (after ``self``), or None if it has none."""
+    if isinstance(module, MultiHeadAttention):
+        return 2  # forward(x, mask, need_weights)
+    try:
+        names = list(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return None
+    return names.index("need_weights") if "need_weights" in names else None
+
+
+def _layers(model: nn.Module, attention: list[nn.Module]) -> list[nn.Module]:
     """The module that holds each attention module as a direct child: its layer (a TransformerBlock)."""
     parents = {id(child): parent for parent in model.modules() for child in parent.children()}
     layers = [parents.get(id(a)) for a in attention]
@@ -44,7 +81,7 @@ def _layers(model: nn.Module, attention: list[MultiHeadAttention]) -> list[nn.Mo
     return layers
 
 
-def _check_heads(heads, modules: list[MultiHeadAttention]) -> dict[int, list[int]]:
+def _check_heads(heads, modules: list[nn.Module]) -> dict[int, list[int]]:
     by_layer: dict[int, list[int]] = {}
     for pair in heads:
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(i, int) for i in pair)):
@@ -111,8 +148,9 @@ def capture(model: nn.Module, attention: bool = True, head_outputs: bool = False
         record.attention                     # (batch, layers, heads, query, key)
         record.hidden                        # (batch, layers + 1, time, d_model)
 
-    Works with any module built from course_lib's ``MultiHeadAttention``, whatever its ``forward``
-    takes; the model's outputs are the same as without ``capture`` (unless you silence heads).
+    Works with any model built from course_lib's ``MultiHeadAttention`` or from your own attention module
+    (see ``is_attention_module``), whatever the model's ``forward`` takes; the model's outputs are the same
+    as without ``capture`` (unless you silence heads).
     Hooks are removed when the block ends, even after an error.
     """
     modules = attention_modules(model)
@@ -122,19 +160,27 @@ def capture(model: nn.Module, attention: bool = True, head_outputs: bool = False
     record = Recording(len(modules), wanted)
     handles = []
 
-    def ask_for_weights(module, args, kwargs):
-        if len(args) >= 3:  # forward(x, mask, need_weights) called positionally
-            args = (*args[:2], True, *args[3:])
-        else:
-            kwargs = {**kwargs, "need_weights": True}
-        return args, kwargs
+    def ask_for_weights(position: int | None):
+        def hook(module, args, kwargs):
+            if position is None:  # the module always returns its weights
+                return args, kwargs
+            if len(args) > position:  # need_weights passed positionally
+                return (*args[:position], True, *args[position + 1:]), kwargs
+            return args, {**kwargs, "need_weights": True}
+        return hook
 
     def keep_weights(layer: int):
         def hook(module, args, output):
-            record._store("attention", layer, output[1])
+            weights = output[1] if isinstance(output, (tuple, list)) and len(output) >= 2 else None
+            if not (isinstance(weights, torch.Tensor) and weights.dim() == 4 and weights.shape[1] == module.n_heads):
+                got = (f"weights of shape {tuple(weights.shape)}" if isinstance(weights, torch.Tensor)
+                       else f"{type(output).__name__}" if weights is None else f"{type(weights).__name__} as weights")
+                raise ValueError(f"capture: layer {layer}'s {type(module).__name__} returned {got}; expected "
+                                 f"(output, weights (batch, heads={module.n_heads}, query, key))")
+            record._store("attention", layer, weights)
         return hook
 
-    def before_out_proj(layer: int, module: MultiHeadAttention):
+    def before_out_proj(layer: int, module: nn.Module, d_head: int):
         heads_off = silenced.get(layer, [])
 
         def hook(proj, args):
@@ -142,10 +188,10 @@ def capture(model: nn.Module, attention: bool = True, head_outputs: bool = False
             if heads_off:
                 merged = merged.clone()
                 for h in heads_off:
-                    merged[..., h * module.d_head:(h + 1) * module.d_head] = 0
+                    merged[..., h * d_head:(h + 1) * d_head] = 0
             if "head_outputs" in wanted:
                 B, T, _ = merged.shape
-                record._store("head_outputs", layer, merged.view(B, T, module.n_heads, module.d_head).transpose(1, 2))
+                record._store("head_outputs", layer, merged.reshape(B, T, module.n_heads, d_head).transpose(1, 2))
             return (merged, *args[1:])
         return hook
 
@@ -158,10 +204,12 @@ def capture(model: nn.Module, attention: bool = True, head_outputs: bool = False
     try:
         for layer, module in enumerate(modules):
             if attention:
-                handles.append(module.register_forward_pre_hook(ask_for_weights, with_kwargs=True))
+                handles.append(module.register_forward_pre_hook(ask_for_weights(_weights_argument(module)),
+                                                                with_kwargs=True))
                 handles.append(module.register_forward_hook(keep_weights(layer)))
             if head_outputs or layer in silenced:
-                handles.append(module.out_proj.register_forward_pre_hook(before_out_proj(layer, module)))
+                d_head = _d_head(module, "silencing a head" if layer in silenced else "head_outputs")
+                handles.append(module.out_proj.register_forward_pre_hook(before_out_proj(layer, module, d_head)))
         if hidden:
             layers = _layers(model, modules)
             handles.append(layers[0].register_forward_pre_hook(keep_hidden(0, take_input=True)))

@@ -6,7 +6,9 @@ from torch import nn
 
 from course_lib import MultiHeadAttention, TransformerLM, agreement_corpus, agreement_vocabulary, causal_mask
 from course_lib import analysis
-from course_lib.analysis import ablate_heads, agreement_accuracy, capture, capture_attention, head_scores
+from course_lib.analysis import (ablate_heads, agreement_accuracy, attention_modules, capture, capture_attention,
+                                 head_scores)
+from course_lib.head_report import head_report
 from course_lib.grammar import AgreementGrammar, encode_sentences, verb_ids
 
 
@@ -108,7 +110,7 @@ def test_capture_explains_bad_requests(model_and_ids):
     with pytest.raises(ValueError, match=r"\(layer, head\)=\(2, 0\) is outside this model's 2 layers x 4 heads"):
         with capture(model, silence=[(2, 0)]):
             pass
-    with pytest.raises(ValueError, match="no course_lib MultiHeadAttention"):
+    with pytest.raises(ValueError, match="Linear has no attention module"):
         with capture(nn.Linear(3, 3)):
             pass
     with capture(model) as record:
@@ -196,3 +198,103 @@ def test_agreement_accuracy_counts_the_right_verb_form(sentences):
         assert agreement_accuracy(model, sentences, vocab) == n_right / len(sentences)
     with pytest.raises(ValueError, match="at least one sentence"):
         agreement_accuracy(VerbOracle(sentences, vocab, 0), [], vocab)
+
+
+# --- a learner's own attention module: recognised by its shape, not by its class ------------------------------
+
+class LearnerAttention(nn.Module):
+    """Attention written from scratch, the way a learner would: its own names, always returning its weights."""
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.query, self.key, self.value = (nn.Linear(d_model, d_model) for _ in range(3))
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x, mask=None):
+        B, T, D = x.shape
+        split = lambda t: t.view(B, T, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, d_head)
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        scores = q @ k.transpose(-2, -1) / self.d_head ** 0.5  # (B, H, T, T)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.softmax(-1)
+        merged = (weights @ v).transpose(1, 2).reshape(B, T, D)
+        return self.out_proj(merged), weights
+
+
+class LearnerModel(nn.Module):
+    """A two-layer causal language model of the learner's own; it also has an ``n_heads`` of its own."""
+
+    def __init__(self, vocab_size: int, d_model: int = 16, n_heads: int = 2):
+        super().__init__()
+        self.n_heads = n_heads  # a container with n_heads is not mistaken for an attention module
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.layers = nn.ModuleList(LearnerAttention(d_model, n_heads) for _ in range(2))
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        mask = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril()
+        for layer in self.layers:
+            x = x + layer(x, mask)[0]
+        return self.head(x)
+
+
+def test_capture_records_and_silences_a_learners_own_attention_module():
+    torch.manual_seed(0)
+    vocab = agreement_vocabulary()
+    model = LearnerModel(len(vocab)).eval()
+    grammar = AgreementGrammar(seed=1)
+    ids, _ = encode_sentences([grammar.sentence() for _ in range(4)], vocab)
+    assert attention_modules(model) == list(model.layers)
+    with torch.no_grad(), capture(model, head_outputs=True) as record:
+        logits = model(ids)
+    weights = record.attention  # (batch, layers, heads, query, key)
+    assert weights.shape == (4, 2, 2, ids.shape[1], ids.shape[1])
+    assert torch.allclose(weights.sum(-1), torch.ones(()))
+    assert record.head_outputs.shape == (4, 2, 2, ids.shape[1], 8)
+    with torch.no_grad():
+        assert torch.equal(model(ids), logits)  # capture changes nothing
+        with capture(model, attention=False, silence=[(1, 0), (1, 1)]):
+            silenced = model(ids)
+        # with both heads of the last layer silenced, only out_proj's bias is left of that layer
+        x = model.embed(ids)
+        x = x + model.layers[0](x, torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).tril())[0]
+        expected = model.head(x + model.layers[1].out_proj.bias)
+    assert torch.allclose(silenced, expected, atol=1e-6)
+
+
+def test_head_report_works_on_a_learners_own_model():
+    torch.manual_seed(0)
+    vocab = agreement_vocabulary()
+    model = LearnerModel(len(vocab))
+    grammar = AgreementGrammar(seed=2)
+    sentences = [grammar.sentence(min_attractors=1) for _ in range(20)]
+    report = head_report(model, sentences, vocab)
+    assert report.shape == (2, 2) and report.ablated_accuracy.shape == (2, 2)
+    assert ((0 <= report.verb_to_subject) & (report.verb_to_subject <= 1)).all()
+
+
+def test_an_attention_module_with_the_wrong_output_is_explained():
+    class NoWeights(nn.Module):
+        n_heads = 2
+
+        def forward(self, x):
+            return x
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = NoWeights()
+
+        def forward(self, x):
+            return self.attn(x)
+
+    model = Holder()
+    with pytest.raises(ValueError, match=r"returned Tensor; expected \(output, weights \(batch, heads=2"):
+        with capture(model):
+            model(torch.zeros(1, 3, 4))
+    with pytest.raises(ValueError, match="silencing a head needs the heads' outputs side by side"):
+        with capture(model, silence=[(0, 1)]):
+            pass
