@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analysis import ablation_effects, capture_attention
+from .analysis import ablation_effects, capture_attention, head_scores
 from .attention import MultiHeadAttention, causal_mask
 from .block import TransformerBlock
 from .grammar import agreement_vocabulary, encode_sentences
@@ -147,6 +147,7 @@ def reference_figures(seed: int = 0) -> dict:
     run = train_reference_model(seed=seed, progress=False, cache=False)
     seconds = time.perf_counter() - start
     drops = run.agreement_accuracy - ablation_effects(run.model, run.test, run.vocab)  # (layers, heads)
+    scores = head_scores(run.model, run.test, run.vocab)
     subject_layer, subject_head = run.subject_head
     ids, _ = encode_sentences(run.test, run.vocab)
     attention = capture_attention(run.model, ids)[:, subject_layer]  # (batch, heads, query, key)
@@ -165,8 +166,18 @@ def reference_figures(seed: int = 0) -> dict:
             # how often the subject head looks most at the subject, and the weight its whole layer gives it on average
             "subject_hit_rate": round(float((from_verb[:, subject_head].argmax(-1) == subject).float().mean()), 3),
             "layer_average_subject_weight": round(float(from_verb.mean(1)[rows, subject].mean()), 3),
+            # the subject head's weight on the attractors (nouns of the other number) between subject and verb
+            "subject_head_attractor_weight": round(float(torch.stack([
+                from_verb[i, subject_head, list(s.attractors)].sum() for i, s in enumerate(run.test)]).mean()), 3),
             "two_different_heads": run.subject_head != run.neighbour_head,
+            # every head, (layers, heads) as nested lists: what lesson 09 reads from the recorded matrix
+            "heads": {"verb_to_subject": _rounded(scores["verb_to_subject"]), "neighbour": _rounded(scores["neighbour"]),
+                      "previous_token": _rounded(scores["previous_token"]), "accuracy_drop": _rounded(drops)},
             "baselines": {name: round(rate, 3) for name, rate in run.baselines.items()}}
+
+
+def _rounded(table: torch.Tensor) -> list[list[float]]:
+    return [[round(float(value), 3) for value in row] for row in table]
 
 
 def run_seed_matrix(seeds=range(10), threads=(1, 2, 4)) -> dict:

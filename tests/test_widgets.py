@@ -164,6 +164,7 @@ def test_average_of_heads():
     ("query", 1.5, r"must be an int"),
     ("view", "3d", r"view must be one of"),
     ("compare_head", 7, r"compare_head=7 does not exist"),
+    ("compare_layer", 2, r"compare_layer=2 does not exist"),
 ])
 def test_bad_state_raises_value_error_and_keeps_the_old_state(name, value, message):
     explorer = AttentionExplorer(random_attention(), TOKENS)
@@ -203,6 +204,16 @@ def test_compare_view_shows_both_heads():
     assert "layer 0, head 1" in html and "layer 0, head 2" in html
     explorer.controls["compare_head"].value = 3
     assert explorer.compare_head == 3 and "layer 0, head 3" in view_html(explorer)
+
+
+def test_compare_view_puts_heads_of_two_layers_side_by_side():
+    a = random_attention()
+    explorer = AttentionExplorer(a, TOKENS, layer=1, head=0, view="compare", compare_layer=0, compare_head=3)
+    html = view_html(explorer)
+    assert "layer 1, head 0" in html and "layer 0, head 3" in html
+    explorer.controls["compare_layer"].value = 1
+    assert explorer.compare_layer == 1 and "layer 1, head 3" in view_html(explorer)
+    assert AttentionExplorer(a, TOKENS, layer=1).compare_layer == 1  # starts on the selected layer
 
 
 def test_only_the_current_view_is_sent():

@@ -59,6 +59,7 @@ class AttentionExplorer(widgets.VBox):
         query   int in [0, T): the selected token, whose weights the token view draws
         view    ``"heatmap"`` | ``"tokens"`` | ``"grid"`` (all heads of the layer) | ``"compare"``
         compare_head   the head shown beside ``head`` in the compare view (int or ``"average"``)
+        compare_layer  the layer of ``compare_head`` (int; starts as ``layer``): compare heads of two layers
 
     ``weights`` is the ``(query, key)`` matrix on screen and ``query_weights`` its selected row ``(key,)``.
     """
@@ -68,9 +69,11 @@ class AttentionExplorer(widgets.VBox):
     query = traitlets.Any(0)
     view = traitlets.Any("heatmap")
     compare_head = traitlets.Any(1)
+    compare_layer = traitlets.Any(0)
 
     def __init__(self, attention, tokens, *, layer: int = 0, head: int | str = 0, query: int | None = None,
-                 view: str = "heatmap", compare_head: int | str | None = None, normalize: bool = False):
+                 view: str = "heatmap", compare_head: int | str | None = None, compare_layer: int | None = None,
+                 normalize: bool = False):
         attention, tokens = as_attention(attention, tokens, normalize=normalize)
         self.attention: np.ndarray = attention  # (layers, heads, query, key), float64
         self.tokens: list[str] = tokens
@@ -86,9 +89,10 @@ class AttentionExplorer(widgets.VBox):
         self.set_trait("query", self.n_tokens - 1 if query is None else query)
         self.set_trait("view", view)
         self.set_trait("compare_head", compare_head)
+        self.set_trait("compare_layer", self.layer if compare_layer is None else compare_layer)
         self._build_controls()
         self._building = False
-        self.observe(self._on_state, names=["layer", "head", "query", "view", "compare_head"])
+        self.observe(self._on_state, names=["layer", "head", "query", "view", "compare_head", "compare_layer"])
         self.redraw()
 
     @classmethod
@@ -106,9 +110,9 @@ class AttentionExplorer(widgets.VBox):
 
     # ------------------------------------------------------------ state
 
-    @traitlets.validate("layer")
+    @traitlets.validate("layer", "compare_layer")
     def _valid_layer(self, proposal):
-        return _integer(proposal["value"], "layer", self.n_layers, "layers")
+        return _integer(proposal["value"], proposal["trait"].name, self.n_layers, "layers")
 
     @traitlets.validate("head", "compare_head")
     def _valid_head(self, proposal):
@@ -148,9 +152,10 @@ class AttentionExplorer(widgets.VBox):
 
     @property
     def controls(self) -> dict[str, widgets.Widget]:
-        """The widgets you click, by the trait they drive: layer, head, query, view, compare_head."""
+        """The widgets you click, by the trait they drive: layer, head, query, view, compare_head, compare_layer."""
         return {"layer": self._layer_control, "head": self._head_control, "query": self._query_control,
-                "view": self._view_control, "compare_head": self._compare_control}
+                "view": self._view_control, "compare_head": self._compare_control,
+                "compare_layer": self._compare_layer_control}
 
     def __repr__(self) -> str:
         return (f"AttentionExplorer(layers={self.n_layers}, heads={self.n_heads}, tokens={self.n_tokens}, "
@@ -176,11 +181,12 @@ class AttentionExplorer(widgets.VBox):
                                                value=self.query, description="query")
         self._view_control = widgets.ToggleButtons(options=[(_VIEW_LABELS[v], v) for v in VIEWS],
                                                    value=self.view, style=_BUTTONS)
-        self._compare_control = widgets.Dropdown(options=heads, value=self.compare_head,
-                                                 description="compare with")
+        self._compare_layer_control = widgets.Dropdown(options=[(f"layer {i}", i) for i in range(self.n_layers)],
+                                                       value=self.compare_layer, description="compare with")
+        self._compare_control = widgets.Dropdown(options=heads, value=self.compare_head)
         for control, name in ((self._layer_control, "layer"), (self._head_control, "head"),
                               (self._query_control, "query"), (self._view_control, "view"),
-                              (self._compare_control, "compare_head")):
+                              (self._compare_control, "compare_head"), (self._compare_layer_control, "compare_layer")):
             traitlets.link((self, name), (control, "value"))
         self._caption = widgets.HTML()
         self._heatmap = widgets.HTML()
@@ -218,18 +224,18 @@ class AttentionExplorer(widgets.VBox):
         return (f"<span>layer {self.layer} · {self._head_name(self.head)} · query {self.query} "
                 f"<b>“{q}”</b> attends most to {top} <b>“{k}”</b> ({row[top]:.2f})</span>")
 
-    def _title(self, head) -> str:
-        return f"layer {self.layer}, {self._head_name(head)}"
+    def _title(self, head, layer: int | None = None) -> str:
+        return f"layer {self.layer if layer is None else layer}, {self._head_name(head)}"
 
     def _draw_heatmap(self):
         self._heatmap.value = heatmap_html(self.weights, self.tokens, self._title(self.head), self.query)
         return (self._heatmap,)
 
     def _draw_compare(self):
-        right = self.head_weights(self.layer, self.compare_head)
-        self._compare.value = compare_html(self.weights, right, self.tokens,
-                                          (self._title(self.head), self._title(self.compare_head)), self.query)
-        return (widgets.VBox([self._compare_control, self._compare]),)
+        right = self.head_weights(self.compare_layer, self.compare_head)
+        titles = (self._title(self.head), self._title(self.compare_head, self.compare_layer))
+        self._compare.value = compare_html(self.weights, right, self.tokens, titles, self.query)
+        return (widgets.VBox([widgets.HBox([self._compare_layer_control, self._compare_control]), self._compare]),)
 
     def _draw_tokens(self):
         self._tokens_view.value = token_view_html(self.weights, self.tokens, self.query)
