@@ -112,27 +112,29 @@ def fit(model: nn.Module, make_batch: Callable[[int], tuple], loss_fn: Callable[
 
     model.train()
     bar = tqdm(range(steps), disable=not progress, desc="training", leave=False)
-    for step in bar:
-        batch = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in make_batch(step))
-        loss = loss_fn(model, batch)
-        value = loss.item()
-        if not math.isfinite(value):
-            bar.close()
-            raise TrainingDiverged(
-                f"training diverged: the loss became {value} at step {step} of {steps} (lr={lr:g}); "
-                f"the weights are no longer usable. Try a smaller learning rate, e.g. lr={lr / 10:g}, "
-                f"and build the model again")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        scheduler.step()
-        history.losses.append(value)
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
-        if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
-            run_evaluation(step + 1)
+    # Training needs gradients even where the caller switched them off (a lesson that only looks at models).
+    with torch.enable_grad():
+        for step in bar:
+            batch = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in make_batch(step))
+            loss = loss_fn(model, batch)
+            value = loss.item()
+            if not math.isfinite(value):
+                bar.close()
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {value} at step {step} of {steps} (lr={lr:g}); "
+                    f"the weights are no longer usable. Try a smaller learning rate, e.g. lr={lr / 10:g}, "
+                    f"and build the model again")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            scheduler.step()
+            history.losses.append(value)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{history.losses[-1]:.3f}")
+            if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+                run_evaluation(step + 1)
     if evaluate is not None:
         run_evaluation(steps)
     model.eval()

@@ -220,3 +220,15 @@ def test_fit_clips_the_gradient_norm():
         clip=0.5, progress=False)
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in big.parameters() if p.grad is not None]))
     assert float(norm) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_fit_trains_where_gradients_were_switched_off():
+    """A lesson that only inspects models switches gradients off; training a model there still works."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    with torch.no_grad():
+        history = fit(model, lambda step: (x, y), lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), steps=30,
+                      lr=0.05, progress=False)
+        assert not torch.is_grad_enabled()  # the caller's setting is back after training
+    assert history.losses[-1] < history.losses[0]
