@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(the test command re-runs only the quick ones at other thread counts)")
     bench.add_argument("--thread-counts", type=thread_counts, default=(1, 2, 4), metavar="1,2,4",
                        help="the thread counts of --seeds and --notebooks, comma-separated (default 1,2,4)")
+    bench.add_argument("--record", action="store_true",
+                       help="with --seeds: save the matrix as the course's record, which lesson 09 reads "
+                            "(course_lib/data/reference_seed_matrix.json)")
     bench.set_defaults(module="bench", parser=bench)
 
     summary = "build exercises/ from solutions/ (exercises build [--check])"

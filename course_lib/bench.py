@@ -24,7 +24,7 @@ from .attention import MultiHeadAttention, causal_mask
 from .block import TransformerBlock
 from .grammar import agreement_vocabulary, encode_sentences
 from .language_model import TransformerLM
-from .reference import REFERENCE, train_reference_model
+from .reference import REFERENCE, record_seed_matrix, train_reference_model
 
 RATIO_TARGET = 1.25
 TARGETS = {"mha_ratio": RATIO_TARGET, "block_ratio": RATIO_TARGET, "train_step_ratio": RATIO_TARGET,
@@ -309,6 +309,8 @@ def format_table(results: dict) -> str:
                     f"{b['nearest_noun_before_verb']:.2f}")
     if "seed_matrix" in results:
         rows.append(format_seed_matrix(results["seed_matrix"]))
+    if "recorded_to" in results:
+        rows.append(f"recorded the matrix in {results['recorded_to']}")
     if "notebooks" in results:
         n = results["notebooks"]
         rows.append(f"notebooks that train, under strict nbval at {n['threads']} threads: "
@@ -325,8 +327,12 @@ def run(args) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     results = run_bench(reference=not args.no_reference)
+    if args.record and not args.seeds:
+        args.parser.error("--record saves the seed matrix: use it with --seeds")
     if args.seeds:
         results["seed_matrix"] = run_seed_matrix(range(args.seeds), args.thread_counts)
+        if args.record:
+            results["recorded_to"] = str(record_seed_matrix(results["seed_matrix"]))
     if args.notebooks:
         runs = notebooks_at_threads(threads=args.thread_counts)
         results["notebooks"] = {"threads": list(runs), "failed": sum(not r["passed"] for r in runs.values()),

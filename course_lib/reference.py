@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -211,7 +212,7 @@ def _cache_lock(seed: int, config: ReferenceConfig):
     once: the second waits, then loads. Where no lock can be taken (Windows, a read-only folder), no lock."""
     try:
         import fcntl
-        path = cache_path(seed, config).with_suffix(".lock")
+        path = cache_folder() / f"reference-seed{seed}-{torch.get_num_threads()}threads.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a")
     except (ImportError, OSError):
@@ -240,6 +241,13 @@ def _save(path: Path, model, initial_state, history) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(handle.name)
+        return
+    # Entries of the same seed and thread count made by an older course_lib or PyTorch are never read again.
+    prefix = path.name.rsplit("-", 1)[0]
+    for old in path.parent.glob(f"{prefix}-*.pt"):
+        if old != path:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def _load(path: Path) -> dict | None:
@@ -251,3 +259,34 @@ def _load(path: Path) -> dict | None:
     if not isinstance(saved, dict) or saved.get("format") != _CACHE_FORMAT:
         return None
     return saved
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The record: the reference trained for many seeds at 1, 2 and 4 threads (python -m course_lib bench --seeds
+# --record, about 25 minutes), kept with the course so that lesson 09 can show what many runs did.
+# ---------------------------------------------------------------------------------------------------------
+
+RECORDED_SEED_MATRIX = Path(__file__).parent / "data" / "reference_seed_matrix.json"
+
+
+def record_seed_matrix(matrix: dict, path: Path | None = None) -> Path:
+    """Save a matrix from ``bench.run_seed_matrix`` as the course's record, with the configuration it used."""
+    path = RECORDED_SEED_MATRIX if path is None else Path(path)
+    runs = sorted(matrix["runs"], key=lambda r: (r["seed"], r["threads"]))
+    content = {"config": asdict(REFERENCE), "torch": torch.__version__,
+               "command": "python -m course_lib bench --seeds --record", "runs": runs}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1) + "\n")
+    return path
+
+
+def recorded_seed_matrix(path: Path | None = None) -> list[dict]:
+    """The recorded runs, one dict per (seed, threads), as ``bench --json`` reports a reference run; each has
+    ``heads``: every head's scores and silencing cost, ``(layers, heads)`` nested lists. Raises if the record
+    was made with another configuration than ``REFERENCE`` (then re-record it)."""
+    path = RECORDED_SEED_MATRIX if path is None else Path(path)
+    content = json.loads(path.read_text())
+    if content.get("config") != asdict(REFERENCE):
+        raise RuntimeError(f"{path.name} was recorded with another configuration than REFERENCE: run "
+                           f"`python -m course_lib bench --seeds --record` again (about 25 minutes)")
+    return content["runs"]

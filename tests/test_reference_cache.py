@@ -111,3 +111,14 @@ def test_a_bad_seed_is_refused_clearly():
         load_reference_model(seed=-1)
     with pytest.raises(ValueError, match="seed must be a whole number"):
         train_reference_model(seed="0")
+
+
+def test_a_new_entry_replaces_the_stale_ones_of_its_seed_and_thread_count(cache):
+    run = train_reference_model(seed=5, progress=False, **QUICK)
+    current = cache_path(5, run.config)
+    stale = current.with_name(current.name.rsplit("-", 1)[0] + "-0123456789abcdef.pt")
+    other_seed = current.with_name(current.name.replace("seed5", "seed6"))
+    stale.write_bytes(b"from an older course")
+    other_seed.write_bytes(b"another seed")
+    train_reference_model(seed=5, progress=False, **QUICK)
+    assert current.exists() and not stale.exists() and other_seed.exists()
