@@ -122,3 +122,28 @@ def test_a_new_entry_replaces_the_stale_ones_of_its_seed_and_thread_count(cache)
     other_seed.write_bytes(b"another seed")
     train_reference_model(seed=5, progress=False, **QUICK)
     assert current.exists() and not stale.exists() and other_seed.exists()
+
+
+# --- the recorded seed matrix (bench --seeds --record), which lesson 09 reads ------------------------------------
+
+def test_the_recorded_matrix_is_of_the_current_reference_with_every_head():
+    runs = reference.recorded_seed_matrix()  # raises if recorded with another configuration
+    counts = sorted({r["threads"] for r in runs})
+    assert 1 in counts and len(counts) >= 2  # the course's one thread and more, each for seeds 0-9
+    assert sorted((r["seed"], r["threads"]) for r in runs) == [(s, t) for s in range(10) for t in counts]
+    c = reference.REFERENCE
+    for r in runs:
+        for table in r["heads"].values():
+            assert len(table) == c.n_layers and all(len(row) == c.n_heads for row in table)
+        layer, head = r["subject_head"]
+        assert r["heads"]["verb_to_subject"][layer][head] == r["subject_head_weight"]
+
+
+def test_a_record_is_read_back_and_one_of_another_configuration_is_refused(tmp_path):
+    run = {"seed": 0, "threads": 1, "agreement_accuracy": 1.0}
+    path = reference.record_seed_matrix({"runs": [run]}, tmp_path / "matrix.json")
+    assert reference.recorded_seed_matrix(path) == [run]
+    content = path.read_text().replace('"steps": 1000', '"steps": 999')
+    path.write_text(content)
+    with pytest.raises(RuntimeError, match="another configuration"):
+        reference.recorded_seed_matrix(path)
