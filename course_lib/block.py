@@ -38,28 +38,55 @@ class MLP(nn.Module):
         return self.drop(self.proj(self.act(self.fc(x))))
 
 
+def require_flag(value, name: str) -> bool:
+    """``value`` if it is True or False; a TypeError naming ``name`` otherwise (1 or "yes" are refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def layer_norm_or_identity(d_model: int, norm: bool) -> nn.Module:
+    """``nn.LayerNorm(d_model)``, or ``nn.Identity()`` for a model built without normalisation."""
+    return nn.LayerNorm(d_model) if norm else nn.Identity()
+
+
 class TransformerBlock(nn.Module):
     """One pre-LayerNorm block: ``(batch, time, d_model)`` -> ``(batch, time, d_model)``.
 
     ``forward(x, mask=None, return_attention=False)``; mask as in ``MultiHeadAttention`` (True = may
     attend). With ``return_attention=True`` it returns ``(x, weights (batch, heads, query, key))``.
+
+    The two switches exist to measure what each part is for (lesson 07); a real model keeps both on.
+    ``residual=False`` drops the skip connections: ``x = attention(ln1(x))``, then ``x = mlp(ln2(x))``.
+    ``norm=False`` puts ``nn.Identity()`` where each LayerNorm stands.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0,
+                 residual: bool = True, norm: bool = True):
         super().__init__()
         d_model = require_int(d_model, "d_model", minimum=1)
         d_ff = 4 * d_model if d_ff is None else require_int(d_ff, "d_ff", minimum=1)  # 0 is not "the default"
-        self.ln1 = nn.LayerNorm(d_model)
+        self.residual = require_flag(residual, "residual")
+        self.norm = require_flag(norm, "norm")
+        self.ln1 = layer_norm_or_identity(d_model, norm)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
-        self.ln2 = nn.LayerNorm(d_model)
+        self.ln2 = layer_norm_or_identity(d_model, norm)
         self.mlp = MLP(d_model, d_ff, dropout)
         self.drop = nn.Dropout(dropout)
+
+    def extra_repr(self) -> str:
+        switched_off = [name for name in ("residual", "norm") if not getattr(self, name)]
+        return ", ".join(f"{name}=False" for name in switched_off)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
         check_sequence(x, self.attn.d_model)
         attended, weights = self.attn(self.ln1(x), mask, need_weights=return_attention)
-        x = x + self.drop(attended)
-        x = x + self.mlp(self.ln2(x))
+        if self.residual:
+            x = x + self.drop(attended)
+            x = x + self.mlp(self.ln2(x))
+        else:
+            x = self.drop(attended)
+            x = self.mlp(self.ln2(x))
         return (x, weights) if return_attention else x
 
     @classmethod
@@ -95,17 +122,25 @@ class TransformerStack(nn.Module):
     """``n_layers`` blocks and a final LayerNorm: ``(batch, time, d_model)`` -> same shape.
 
     With ``return_attention=True`` also returns a list of per-layer weights ``(batch, heads, query, key)``.
+    ``residual`` and ``norm`` go to every block (see ``TransformerBlock``); ``norm=False`` also replaces
+    the final LayerNorm by ``nn.Identity()``.
     """
 
-    def __init__(self, d_model: int, n_heads: int, n_layers: int, d_ff: int | None = None, dropout: float = 0.0):
+    def __init__(self, d_model: int, n_heads: int, n_layers: int, d_ff: int | None = None, dropout: float = 0.0,
+                 residual: bool = True, norm: bool = True):
         super().__init__()
         if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
             raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
-        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
-        self.ln_f = nn.LayerNorm(d_model)
+        d_model = require_int(d_model, "d_model", minimum=1)
+        require_flag(residual, "residual")
+        require_flag(norm, "norm")
+        self.d_model = d_model
+        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout, residual=residual, norm=norm)
+                                    for _ in range(n_layers))
+        self.ln_f = layer_norm_or_identity(d_model, norm)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
-        check_sequence(x, self.ln_f.normalized_shape[0])
+        check_sequence(x, self.d_model)
         attention = []
         for block in self.blocks:
             if return_attention:
