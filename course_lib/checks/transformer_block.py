@@ -194,7 +194,8 @@ def _random_block(rng: Inputs, offset: int) -> tuple[TransformerBlock, str]:
 
 @check("block_forward", lesson=LESSON, reference=_block_forward,
        builtins=("course_lib.block.TransformerBlock.forward",),
-       pieces="h = block.ln1(x); x = x + block.attn(h, mask, need_weights=False)[0]; x + block.mlp(block.ln2(x))")
+       pieces="h = block.ln1(x); x = x + block.attn(h, mask, need_weights=False)[0]; x + block.mlp(block.ln2(x))",
+       time_limit=10.0)  # it builds and runs a dozen random blocks: a loaded laptop took over 5 s
 def check_block_forward(candidate) -> str:
     """``block_forward(block, x (batch, time, d_model), mask=None) -> (batch, time, d_model)``: the pre-LN block
     written with the block's own ln1, attn, ln2 and mlp; compared with ``block(x, mask)``."""
