@@ -17,6 +17,8 @@ subject is, and its form on the subject's number.
 
 Every sentence carries its annotations, so you can score attention heads against the truth.
 Token 0 of every sentence is ``<bos>``: annotation indices are positions in the model's input.
+``parse`` reads a sentence back (one a model generated, lesson 08): the ``Sentence`` with its annotations
+if the grammar can make it, else None; ``is_grammatical`` says which.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .vocab import BOS, Vocabulary, pad_batch
+from .vocab import BOS, Vocabulary, pad_batch, tokenize
 
 # (singular, plural)
 NOUNS = [("dog", "dogs"), ("cat", "cats"), ("child", "children"), ("bird", "birds"), ("teacher", "teachers"),
@@ -247,6 +249,128 @@ def agreement_corpus(n_train: int, n_test: int, seed: int = 0, test_min_attracto
         seen.add(s.text)
         test.append(s)
     return train, test
+
+
+# ---------------------------------------------------------------- parsing
+
+_ALL_NOUNS = {word for pair in NOUNS for word in pair}
+_TRANSITIVE_NUMBER = {singular: SINGULAR for singular, _ in TRANSITIVE} | {plural: PLURAL for _, plural in TRANSITIVE}
+
+
+def _number_of(noun: str) -> str:
+    return SINGULAR if noun in _PLURAL_OF else PLURAL
+
+
+def _words(tokens) -> list[str]:
+    """A text or a sequence of words -> a list of words that starts with ``<bos>``."""
+    if isinstance(tokens, str):
+        words = tokenize(tokens)
+    elif isinstance(tokens, Sentence):
+        words = list(tokens.tokens)
+    else:
+        if isinstance(tokens, bytes) or not hasattr(tokens, "__iter__"):
+            raise TypeError(f"tokens must be a text or a sequence of words, got {type(tokens).__name__}")
+        words = list(tokens)
+        bad = next((w for w in words if not isinstance(w, str)), None)
+        if bad is not None:
+            raise TypeError(f"tokens must be words (str); got {type(bad).__name__} {bad!r}: decode ids with "
+                            f"vocab.decode(ids) first")
+    return words if words[:1] == [BOS] else [BOS, *words]
+
+
+def parse(tokens, max_modifiers: int = 3) -> Sentence | None:
+    """The ``Sentence`` (with all its annotations) if ``tokens`` is a sentence of the agreement grammar with
+    at most ``max_modifiers`` phrases between subject and verb; else None.
+
+    ``tokens``: words (``<bos>`` first or left out) or a text. Exact: it accepts every sentence
+    ``AgreementGrammar(max_modifiers=...)`` generates, with the same annotations, and nothing else: a verb
+    in the wrong number or not the subject's own verb, a preposition with a noun outside its set, a
+    relative clause whose verb disagrees with its noun, a missing or extra object, a missing ``.``, or
+    anything after it, each gives None.
+    """
+    if isinstance(max_modifiers, bool) or not isinstance(max_modifiers, int) or not 0 <= max_modifiers <= 3:
+        raise ValueError(f"max_modifiers must be an int between 0 and 3, got {max_modifiers!r}")
+    words = _words(tokens)
+    position = 1
+
+    def at(index: int) -> str | None:
+        return words[index] if index < len(words) else None
+
+    def noun_phrase(index: int) -> int | None:
+        """"the (adjective) noun" starting at index; returns the noun's position."""
+        if at(index) != "the":
+            return None
+        index += 1 + (at(index + 1) in ADJECTIVES)
+        return index if at(index) in _ALL_NOUNS else None
+
+    def prepositional_phrase(index: int) -> int | None:
+        """"near the dogs" starting at index (no adjective); returns the noun's position."""
+        preposition, noun = at(index), at(index + 2)
+        if preposition not in PREPOSITION_NOUNS or at(index + 1) != "the" or noun not in _ALL_NOUNS:
+            return None
+        return index + 2 if _SINGULAR_OF.get(noun, noun) in PREPOSITION_NOUNS[preposition] else None
+
+    neighbours, nouns = [], []
+    if at(position) in ADVERBS:
+        if at(position + 1) != ",":
+            return None
+        position += 2
+    intro = None
+    if at(position) in PREPOSITION_NOUNS:
+        intro = prepositional_phrase(position)
+        if intro is None or at(intro + 1) != ",":
+            return None
+        neighbours.append((intro - 1, intro - 2))
+        nouns.append(intro)
+        position = intro + 2
+    subject = noun_phrase(position)
+    if subject is None:
+        return None
+    number = _number_of(words[subject])
+    nouns.append(subject)
+    early = [intro] if intro is not None and _number_of(words[intro]) != number else []
+    attractors = []
+    position = subject + 1
+    for _ in range(max_modifiers + 1):
+        if at(position) in PREPOSITION_NOUNS:
+            noun = prepositional_phrase(position)
+            if noun is None:
+                return None
+            neighbours.append((noun - 1, noun - 2))
+            position = noun + 1
+        elif at(position) == "that":
+            noun = noun_phrase(position + 1)
+            if noun is None or _TRANSITIVE_NUMBER.get(at(noun + 1)) != _number_of(words[noun]):
+                return None
+            position = noun + 2
+        else:
+            break
+        nouns.append(noun)
+        if _number_of(words[noun]) != number:
+            attractors.append(noun)
+    if len(nouns) - 1 - (intro is not None) > max_modifiers:
+        return None
+    singular, plural = _VERB_PAIR[SUBJECT_VERB[_SINGULAR_OF.get(words[subject], words[subject])]]
+    right, wrong = (singular, plural) if number == SINGULAR else (plural, singular)
+    verb = position
+    if at(verb) != right:
+        return None
+    position = verb + 1
+    if (singular, plural) in TRANSITIVE:
+        obj = noun_phrase(position)
+        if obj is None:
+            return None
+        nouns.append(obj)
+        position = obj + 1
+    if at(position) != "." or position + 1 != len(words):
+        return None
+    return Sentence(tuple(words), subject, verb, tuple(attractors), number, wrong, tuple(nouns), tuple(early),
+                    tuple(neighbours))
+
+
+def is_grammatical(tokens, max_modifiers: int = 3) -> bool:
+    """True if ``tokens`` (words or a text) is a sentence of the agreement grammar: ``parse`` finds it."""
+    return parse(tokens, max_modifiers) is not None
 
 
 def encode_sentences(sentences: list[Sentence], vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
