@@ -7,6 +7,7 @@ One module per concept, in lesson order:
     positions            order and position (06)
     block, language_model, classifier, vision, recurrent   the models (07-12)
     grammar              sentences with ground truth for agreement (05, 08-09)
+    evaluation           what a language model learned: held-out loss, agreement, baselines (08)
     analysis, reference  what heads learn (09)
     plots                the course's pictures
     threads              one CPU thread unless you choose more (set when course_lib is imported)

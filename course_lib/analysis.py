@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .grammar import Sentence, encode_sentences, verb_ids
+from .grammar import Sentence, encode_sentences, require_sentences, verb_ids
 from .vocab import Vocabulary
 
 
@@ -242,24 +242,12 @@ def ablate_heads(model: nn.Module, heads: Iterable[tuple[int, int]]):
     return capture(model, attention=False, silence=list(heads))
 
 
-def _check_sentences(sentences, caller: str) -> list[Sentence]:
-    if isinstance(sentences, Sentence):
-        sentences = [sentences]
-    sentences = list(sentences)
-    if not sentences:
-        raise ValueError(f"{caller} needs at least one sentence")
-    if not all(isinstance(s, Sentence) for s in sentences):
-        raise TypeError(f"{caller} needs course_lib.grammar.Sentence objects (from AgreementGrammar), got "
-                        f"{type(next(s for s in sentences if not isinstance(s, Sentence))).__name__}")
-    return sentences
-
-
 @torch.no_grad()
 def agreement_accuracy(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary,
                        batch_size: int = 512) -> float:
     """The fraction of sentences where the model, at the position before the verb, gives the correct
     verb form a higher score than the same verb in the other number."""
-    sentences = _check_sentences(sentences, "agreement_accuracy")
+    sentences = require_sentences(sentences, "agreement_accuracy")
     was_training = model.training
     model.eval()
     correct = 0
@@ -287,7 +275,7 @@ def head_scores(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary) 
     next word the preposition decides) to the word just before it. NaN if no sentence has one.
     ``previous_token``: mean weight from every position to the one just before it, over all positions.
     """
-    sentences = _check_sentences(sentences, "head_scores")
+    sentences = require_sentences(sentences, "head_scores")
     ids, lengths = encode_sentences(sentences, vocab)
     attention = capture_attention(model, ids)  # (B, L, H, T, T)
     B, L, H, T, _ = attention.shape

@@ -224,9 +224,12 @@ def format_seed_matrix(matrix: dict) -> str:
 # The notebooks whose checked outputs depend on a training run, and which of them take long enough to be
 # re-run at other thread counts by ``bench --notebooks`` instead of by the test command.
 TRAINING_NOTEBOOKS = ("notebooks/02_learning.ipynb", "notebooks/07_transformer_block.ipynb",
-                      "notebooks/09_what_heads_learn.ipynb", "notebooks/extras/attention_explorer.ipynb")
-# Lesson 09 and the explorer load the reference model, or train it: minutes at every count.
-SLOW_TRAINING_NOTEBOOKS = ("notebooks/09_what_heads_learn.ipynb", "notebooks/extras/attention_explorer.ipynb")
+                      "notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
+                      "notebooks/extras/attention_explorer.ipynb")
+# Lesson 08 trains the reference model and its baselines; lesson 09 and the explorer load the model, or
+# train it: minutes at every count.
+SLOW_TRAINING_NOTEBOOKS = ("notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
+                           "notebooks/extras/attention_explorer.ipynb")
 
 
 def notebooks_at_threads(notebooks=TRAINING_NOTEBOOKS, threads=(1, 2, 4), timeout: int = 900) -> dict:

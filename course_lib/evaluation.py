@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .analysis import agreement_accuracy
-from .grammar import Sentence, encode_sentences, verb_ids
+from .grammar import Sentence, encode_sentences, require_sentences, verb_ids
 from .validation import require_int, require_number, require_token_ids
 from .vocab import Vocabulary
 
@@ -58,19 +58,6 @@ class BigramLM(nn.Module):
         return f"vocab_size={self.vocab_size}, pairs counted={int(self.counts.sum())}, smoothing={self.smoothing:g}"
 
 
-def _check_sentences(sentences, caller: str) -> list[Sentence]:
-    if isinstance(sentences, Sentence):
-        sentences = [sentences]
-    sentences = list(sentences)
-    if not sentences:
-        raise ValueError(f"{caller} needs at least one sentence")
-    bad = next((s for s in sentences if not isinstance(s, Sentence)), None)
-    if bad is not None:
-        raise TypeError(f"{caller} needs course_lib.grammar.Sentence objects (from AgreementGrammar), "
-                        f"got {type(bad).__name__}")
-    return sentences
-
-
 def _check_model(model, caller: str) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{caller} needs a torch.nn.Module that maps ids (batch, time) to logits "
@@ -87,7 +74,7 @@ def held_out_loss(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary
     (as when generating). For a causal model this equals ``language_model_loss`` on the same sentences.
     """
     _check_model(model, "held_out_loss")
-    sentences = _check_sentences(sentences, "held_out_loss")
+    sentences = require_sentences(sentences, "held_out_loss")
     ids, lengths = encode_sentences(sentences, vocab)  # (B, T), (B,)
     was_training = model.training
     model.eval()
@@ -109,7 +96,7 @@ def prefix_agreement_accuracy(model: nn.Module, sentences: list[Sentence], vocab
     sees only the words before the verb: each sentence is cut just before its verb. For a causal model the
     two are equal; a model that can look ahead loses the verb it would otherwise copy."""
     _check_model(model, "prefix_agreement_accuracy")
-    sentences = _check_sentences(sentences, "prefix_agreement_accuracy")
+    sentences = require_sentences(sentences, "prefix_agreement_accuracy")
     by_length: dict[int, list[Sentence]] = {}
     for s in sentences:
         by_length.setdefault(s.verb, []).append(s)  # same prefix length: a batch without padding
@@ -136,7 +123,7 @@ def agreement_by(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary,
     ``analysis.agreement_accuracy``, so the groups' accuracies average (weighted by size) to the overall one.
     """
     _check_model(model, "agreement_by")
-    sentences = _check_sentences(sentences, "agreement_by")
+    sentences = require_sentences(sentences, "agreement_by")
     if not callable(key):
         raise TypeError(f"key must be a function of a sentence, e.g. lambda s: len(s.attractors), "
                         f"got {type(key).__name__}")

@@ -373,6 +373,21 @@ def is_grammatical(tokens, max_modifiers: int = 3) -> bool:
     return parse(tokens, max_modifiers) is not None
 
 
+def require_sentences(sentences, caller: str) -> list[Sentence]:
+    """``sentences`` as a non-empty list of ``Sentence`` (one ``Sentence`` is a list of one); otherwise a
+    clear error naming ``caller``."""
+    if isinstance(sentences, Sentence):
+        sentences = [sentences]
+    sentences = list(sentences)
+    if not sentences:
+        raise ValueError(f"{caller} needs at least one sentence")
+    bad = next((s for s in sentences if not isinstance(s, Sentence)), None)
+    if bad is not None:
+        raise TypeError(f"{caller} needs course_lib.grammar.Sentence objects (from AgreementGrammar), "
+                        f"got {type(bad).__name__}")
+    return sentences
+
+
 def encode_sentences(sentences: list[Sentence], vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
     """Sentences -> ``(ids (batch, time), lengths (batch,))``, padded with ``<pad>``."""
     return pad_batch([vocab.encode(s.tokens) for s in sentences], vocab.pad_id)

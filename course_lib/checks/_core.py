@@ -531,6 +531,17 @@ def _first_difference(got: torch.Tensor, expected: torch.Tensor) -> str:
 Mistakes = Sequence[tuple[str, Callable[[], object]]]
 
 
+def mistake_values(mistakes):
+    """``(diagnosis, value)`` for each ``(diagnosis, wrong)`` of ``mistakes`` whose ``wrong()`` runs here;
+    a mistake that could not even have produced an answer on these inputs is skipped."""
+    for diagnosis, wrong in mistakes:
+        try:
+            value = wrong()
+        except Exception:
+            continue
+        yield diagnosis, value
+
+
 def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), what: str = "the output",
             atol: float = 1e-5, rtol: float = 1e-4, diagnose: Callable[[torch.Tensor], str | None] | None = None) -> None:
     """Fail unless ``got`` equals ``expected`` in type, shape, dtype and values.
@@ -553,11 +564,7 @@ def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), wh
             raise Fail(f"{what} {'have' if _is_plural(what) else 'has'} dtype {got.dtype} ({label}); "
                        f"expected {expected.dtype}")
         return
-    for diagnosis, wrong in mistakes:
-        try:
-            value = wrong()
-        except Exception:  # that mistake could not even have produced an answer here
-            continue
+    for diagnosis, value in mistake_values(mistakes):
         if isinstance(value, torch.Tensor) and close(got, value, atol, rtol):
             raise Fail(f"{diagnosis} ({label})")
     if diagnose is not None and got.shape == expected.shape:

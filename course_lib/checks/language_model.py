@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._core import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
-                    non_contiguous, seeded_module, summary)
+                    mistake_values, non_contiguous, seeded_module, summary)
 
 LESSON = "08_training_a_language_model"
 
@@ -90,11 +90,7 @@ def _name_by_value_and_gradient(got, grad, logits, mistakes, label) -> None:
     different positions can agree in value by chance, never in their gradient as well."""
     if grad is None:
         return
-    for diagnosis, wrong in mistakes:
-        try:
-            value = wrong()
-        except Exception:  # that mistake could not even have produced an answer here
-            continue
+    for diagnosis, value in mistake_values(mistakes):
         if not isinstance(value, torch.Tensor) or value.dim() != 0 or not close(got, value):
             continue
         wrong_grad, = torch.autograd.grad(value, logits, retain_graph=True, allow_unused=True)
