@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validation import (require_floating, require_int, require_nonempty, require_number, require_rank, require_tensor,
-                         shape_str)
+from .validation import (broadcast_shape, require_floating, require_int, require_nonempty, require_number, require_rank,
+                         require_tensor, shape_str)
 
 
 def _check_mask(mask, scores_shape: torch.Size, name: str = "mask") -> None:
@@ -25,11 +25,7 @@ def _check_mask(mask, scores_shape: torch.Size, name: str = "mask") -> None:
     if mask.dtype != torch.bool:
         raise TypeError(f"{name} must be a bool tensor (True = may attend), got dtype {mask.dtype}; "
                         f"convert with mask.bool() or build it with causal_mask / padding_mask")
-    try:
-        broadcast = torch.broadcast_shapes(mask.shape, scores_shape)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != scores_shape:
+    if broadcast_shape(mask.shape, scores_shape) != tuple(scores_shape):
         raise ValueError(f"{name} must be broadcastable to (..., query, key) = {shape_str(scores_shape)}, "
                          f"got {shape_str(mask.shape)}")
     if not mask.any(dim=-1).all():
@@ -65,11 +61,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     if not q.dtype == k.dtype == v.dtype:
         raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype} and {v.dtype}; "
                         f"convert with .float() (or .double()) first")
-    try:
-        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError:
+    if broadcast_shape(q.shape[:-2], k.shape[:-2], v.shape[:-2]) is None:
         raise ValueError(f"q, k and v must have broadcastable batch dimensions: q is {shape_str(q.shape)}, "
-                         f"k is {shape_str(k.shape)}, v is {shape_str(v.shape)}") from None
+                         f"k is {shape_str(k.shape)}, v is {shape_str(v.shape)}")
 
     weights = scaled_softmax_weights(q, k, mask)  # (..., query, key)
     return weights @ v, weights

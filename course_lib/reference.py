@@ -270,9 +270,21 @@ RECORDED_SEED_MATRIX = Path(__file__).parent / "data" / "reference_seed_matrix.j
 
 
 def record_seed_matrix(matrix: dict, path: Path | None = None) -> Path:
-    """Save a matrix from ``bench.run_seed_matrix`` as the course's record, with the configuration it used."""
+    """Save a matrix from ``bench.run_seed_matrix`` as the course's record, with the configuration it used.
+
+    Runs already recorded with the same configuration and torch version are kept unless this matrix has
+    the same (seed, threads): so one thread count can be recorded at a time."""
     path = RECORDED_SEED_MATRIX if path is None else Path(path)
-    runs = sorted(matrix["runs"], key=lambda r: (r["seed"], r["threads"]))
+    new_keys = {(r["seed"], r["threads"]) for r in matrix["runs"]}
+    kept = []
+    if path.exists():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        if before.get("config") == asdict(REFERENCE) and before.get("torch") == torch.__version__:
+            kept = [r for r in before.get("runs", []) if (r["seed"], r["threads"]) not in new_keys]
+    runs = sorted([*kept, *matrix["runs"]], key=lambda r: (r["seed"], r["threads"]))
     content = {"config": asdict(REFERENCE), "torch": torch.__version__,
                "command": "python -m course_lib bench --seeds --record", "runs": runs}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,21 @@ def shape_str(shape) -> str:
     return str(tuple(int(s) for s in shape))
 
 
+def broadcast_shape(*shapes) -> tuple[int, ...] | None:
+    """The shape ``shapes`` broadcast to, or None where they do not broadcast. The same rule as
+    ``torch.broadcast_shapes``, which on its first call imports a large part of PyTorch (seconds)."""
+    result: list[int] = []
+    for shape in shapes:
+        shape = tuple(shape)
+        if len(shape) > len(result):
+            result = [1] * (len(shape) - len(result)) + result
+        for i, size in enumerate(shape, start=len(result) - len(shape)):
+            if size != result[i] and 1 not in (size, result[i]):
+                return None
+            result[i] = size if result[i] == 1 else result[i]
+    return tuple(result)
+
+
 def require_tensor(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")

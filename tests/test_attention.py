@@ -275,3 +275,17 @@ def test_padding_mask_requires_an_integer_max_len_and_integer_lengths():
 def test_mha_rejects_bools_floats_and_impossible_sizes(kwargs, error, words):
     with pytest.raises(error, match=words):
         MultiHeadAttention(**kwargs)
+
+
+def test_broadcast_shape_follows_torchs_rule():
+    import random
+
+    from course_lib.validation import broadcast_shape
+    rng = random.Random(0)
+    for _ in range(500):
+        shapes = [tuple(rng.choice([1, 2, 3]) for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(1, 3))]
+        try:
+            expected = tuple(torch.broadcast_shapes(*shapes))
+        except RuntimeError:
+            expected = None
+        assert broadcast_shape(*shapes) == expected, shapes

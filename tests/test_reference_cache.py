@@ -147,3 +147,17 @@ def test_a_record_is_read_back_and_one_of_another_configuration_is_refused(tmp_p
     path.write_text(content)
     with pytest.raises(RuntimeError, match="another configuration"):
         reference.recorded_seed_matrix(path)
+
+
+def test_recording_one_thread_count_keeps_the_others_of_the_same_configuration(tmp_path):
+    path = tmp_path / "matrix.json"
+    reference.record_seed_matrix({"runs": [{"seed": 0, "threads": 1, "agreement_accuracy": 1.0},
+                                           {"seed": 0, "threads": 4, "agreement_accuracy": 0.9}]}, path)
+    reference.record_seed_matrix({"runs": [{"seed": 0, "threads": 2, "agreement_accuracy": 0.8},
+                                           {"seed": 0, "threads": 4, "agreement_accuracy": 0.7}]}, path)
+    runs = reference.recorded_seed_matrix(path)
+    assert [(r["threads"], r["agreement_accuracy"]) for r in runs] == [(1, 1.0), (2, 0.8), (4, 0.7)]
+    # a record of another configuration is replaced, not merged
+    path.write_text(path.read_text().replace('"steps": 1000', '"steps": 999'))
+    reference.record_seed_matrix({"runs": [{"seed": 1, "threads": 2, "agreement_accuracy": 0.5}]}, path)
+    assert [(r["seed"], r["threads"]) for r in reference.recorded_seed_matrix(path)] == [(1, 2)]
