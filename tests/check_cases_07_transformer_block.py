@@ -289,6 +289,9 @@ NAMED_MISTAKES = [
     ("is_causal", CAUSAL_WRONG[2][1], "changes only the last token"),
     ("is_causal", CAUSAL_WRONG[4][1], "compares floats exactly"),
     ("is_causal", CAUSAL_WRONG[6][1], "changes its input `ids` in place"),
+    ("is_causal", CAUSAL_WRONG[1][1], "compare only positions 0..t"),
+    ("is_causal", CAUSAL_WRONG[3][1], "only tries t = 0"),
+    ("is_causal", CAUSAL_WRONG[5][1], "answers the opposite"),
 ]
 
 # Built-ins that do an exercise for the learner: the check passes and names them (as test_checks.DELEGATING).
