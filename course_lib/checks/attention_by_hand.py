@@ -1,4 +1,4 @@
-"""Checks for lesson 03, attention by hand: softmax, one query's weights, one query's answer.
+"""Checks for lesson 03, attention by hand: softmax, one query's weights, one query's answer, a query by design.
 
 Lesson 03 leaves out the 1/sqrt(d) scaling (lesson 04 adds it), so its references live here.
 """
@@ -8,8 +8,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
-from ._core import Inputs, call, check, compare, non_contiguous, summary
+from ._core import (Fail, Inputs, call, check, check_tensor, compare, describe_type, fmt_values, non_contiguous,
+                    summary)
 
 LESSON = "03_attention_by_hand"
 
@@ -30,6 +32,12 @@ def _softmax(scores: torch.Tensor) -> torch.Tensor:
     return exps / exps.sum(dim=-1, keepdim=True)
 
 
+def _global_shift(scores: torch.Tensor) -> torch.Tensor:
+    """The classic slip: one shift for the whole tensor. Rows far below the top become 0 / 0."""
+    exps = (scores - scores.max()).exp()
+    return exps / exps.sum(dim=-1, keepdim=True)
+
+
 @check("softmax", lesson=LESSON, reference=_softmax,
        builtins=("torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax", "torch.Tensor.softmax",
                  "torch._softmax"),
@@ -40,12 +48,16 @@ def check_softmax(candidate) -> str:
     n, rows, cols, B, T = rng.int(3, 9), rng.int(2, 5), rng.int(3, 7), rng.int(2, 3), rng.int(2, 5)
     big = rng.randn(rng.int(3, 6)) * 3
     big[0], big[-1] = 1000.0, -1000.0
+    far = rng.choice((1000.0, -1000.0, 500.0))
+    scales = rng.randn(rng.int(2, 4), rng.int(2, 5))
+    scales[rng.int(0, scales.shape[0] - 1)] += far  # one row far from the others: its max is not theirs
     cases = [
         (f"{n} scores", rng.randn(n)),
         ("one score", rng.randn(1)),
         (f"a ({rows}, {cols}) matrix, one softmax per row", rng.randn(rows, cols)),
         (f"a batch of {B} score matrices ({T}, {T})", rng.randn(B, T, T)),
         ("large scores (up to 1000)", big),
+        (f"rows of very different scale (one near {far:g}, one near 0)", scales),
         (f"non-contiguous ({cols}, {rows}) scores", non_contiguous(rng.randn(cols, rows))),
     ]
     for label, scores in cases:
@@ -54,6 +66,9 @@ def check_softmax(candidate) -> str:
         mistakes = [
             ("overflows for large scores (exp(1000) = inf): subtract the largest score before exp; the "
              "result does not change", lambda: scores.exp() / scores.exp().sum(-1, keepdim=True)),
+            ("subtracted the largest score of the whole tensor (scores.max()), not each row's own: a row far "
+             "below it gets exp(...) = 0 everywhere and 0 / 0 = NaN; take the max over the last axis, "
+             "keepdim=True", lambda: _global_shift(scores)),
             ("normalised over the whole tensor instead of each row: sum over the last axis, keepdim=True",
              lambda: scores.exp() / scores.exp().sum()),
             ("normalised over the first axis (dim=0) instead of the last (dim=-1)",
@@ -64,7 +79,8 @@ def check_softmax(candidate) -> str:
         ]
         compare(got, expected, label, mistakes)
     return summary(len(cases), ["one score", "one softmax per row of a matrix", "a batch of matrices",
-                                "large scores (up to 1000)", "non-contiguous scores"],
+                                "large scores (up to 1000)", "rows of very different scale",
+                                "non-contiguous scores"],
                    "matches torch.softmax(scores, dim=-1)")
 
 
@@ -144,3 +160,73 @@ def check_attend(candidate) -> str:
         compare(got, expected, label, mistakes)
     return summary(len(cases), ["d_v ≠ d", "T = 1 (one key)", "one key much closer than the others",
                                 "non-contiguous values"], "matches softmax(keys @ query) @ values")
+
+
+def query_that_finds(keys: torch.Tensor, target: int) -> torch.Tensor:
+    """Lesson 03's reference: a query ``(d,)`` whose unscaled weights put at least 0.9 on key ``target``.
+
+    keys ``(key, d)`` have unit length and differ. Point the query at the target key; make it long enough
+    that the target's score beats the closest other key's by ``log(9 (key - 1)) + 1``.
+    """
+    key = keys[target]
+    if len(keys) == 1:
+        return key.clone()
+    others = torch.cat([keys[:target], keys[target + 1:]])
+    gap = 1 - float((others @ key).max())  # > 0: unit keys that differ
+    return (math.log(9 * (len(keys) - 1)) + 1) / gap * key
+
+
+def _unit_keys(rng: Inputs, T: int, d: int) -> torch.Tensor:
+    keys = rng.randn(T, d)
+    return keys / keys.norm(dim=-1, keepdim=True)
+
+
+@check("query_that_finds", lesson=LESSON, reference=query_that_finds)
+def check_query_that_finds(candidate) -> str:
+    """``query_that_finds(keys (key, d) of unit length, target) -> (d,)``: ``softmax(keys @ query)[target] >= 0.9``."""
+    rng = Inputs()
+    T, d = rng.int(4, 7), rng.int(3, 6)
+    T2, d2 = rng.int(3, 6), rng.int(3, 5)
+    close_keys = _unit_keys(rng, T2, d2)
+    twin = rng.int(0, T2 - 1)
+    partner = (twin + 1) % T2
+    nudge = close_keys[twin] + 0.14 * _unit_keys(rng, 1, d2)[0]
+    close_keys[partner] = nudge / nudge.norm()  # the twin's neighbour: cosine about 0.99
+    T3 = rng.int(16, 24)
+    d5, T5 = rng.int(3, 6), rng.int(3, 6)
+    cases = [
+        (f"{T} keys of d {d}", _unit_keys(rng, T, d), rng.int(0, T - 1)),
+        (f"two keys almost alike (cosine {float(close_keys[twin] @ close_keys[partner]):.3f}), {T2} keys of d {d2}",
+         close_keys, twin),
+        (f"a crowd of {T3} keys of d 3", _unit_keys(rng, T3, 3), rng.int(0, T3 - 1)),
+        ("T = 1 (one key)", _unit_keys(rng, 1, rng.int(2, 5)), 0),
+        (f"non-contiguous keys, {T5} keys of d {d5}", non_contiguous(_unit_keys(rng, T5, d5)), rng.int(0, T5 - 1)),
+    ]
+    for label, keys, target in cases:
+        got = call(candidate, (keys, target), ("keys", "target"), label)
+        if isinstance(got, (list, tuple)) and all(isinstance(v, (int, float)) for v in got):
+            got = torch.tensor(got, dtype=keys.dtype)
+        if not isinstance(got, torch.Tensor):
+            raise Fail(f"returned {describe_type(got)} ({label}); expected a query, a tensor of shape "
+                       f"({keys.shape[1]},)")
+        check_tensor(got, keys[0], label, "the query")
+        if got.shape != (keys.shape[1],):
+            raise Fail(f"the query has shape {tuple(got.shape)} ({label}); expected ({keys.shape[1]},), one number "
+                       f"per feature: a query is one vector, like one key")
+        if not got.is_floating_point() or not bool(torch.isfinite(got).all()):
+            raise Fail(f"the query must hold finite float numbers ({label}); got {fmt_values(got)}")
+        weights = torch.softmax(keys.double() @ got.detach().double(), dim=-1)
+        if float(weights[target]) >= 0.9:
+            continue
+        winner = int(weights.argmax())
+        cosine = float(F.cosine_similarity(got.detach().double(), keys[target].double(), dim=0))
+        where = f"puts {float(weights[target]):.2f} of its weight on key {target} (needs 0.90 or more)"
+        if winner != target:
+            raise Fail(f"the query {where}: most goes to key {winner} ({float(weights[winner]):.2f}); "
+                       f"point it at key {target} ({label})")
+        if cosine > 0.999:
+            raise Fail(f"the query points the right way but is too short: it {where}; a longer query spreads "
+                       f"the scores apart — how long must it be for the closest other key? ({label})")
+        raise Fail(f"the query {where} ({label})")
+    return summary(len(cases), ["two keys almost alike", "a crowd of keys", "T = 1 (one key)", "non-contiguous keys"],
+                   "puts at least 0.9 of the weight on the target key")

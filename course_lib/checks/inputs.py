@@ -41,6 +41,10 @@ def check_embed_tokens(candidate) -> str:
     for label, ids, table in cases:
         got = call(candidate, (ids, table), ("ids", "table"), label)
         expected = table[ids]
+        if isinstance(got, torch.Tensor) and not got.is_floating_point() and got.dtype != torch.bool \
+                and got.shape == expected.shape:
+            raise Fail(f"returns integers (dtype {got.dtype}) ({label}): the table's rows hold fractions, and "
+                       f"converting them (.long(), .int()) cuts those off; return the rows as they are, float")
         mistakes = [
             ("looked up columns of the table (table.T[ids]) instead of rows", lambda: table.T[ids]),
             ("ids are off by one: id i picks row i, no shift", lambda: table[ids - 1]),

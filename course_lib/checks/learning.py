@@ -1,4 +1,4 @@
-"""Checks for lesson 02, learning: the loss, one gradient-descent update, one training step."""
+"""Checks for lesson 02, learning: the loss, one gradient-descent update, one training step, a measured gradient."""
 
 from __future__ import annotations
 
@@ -242,3 +242,87 @@ def check_training_step(candidate) -> str:
             raise Fail(f"returned loss {fmt_number(float(got))} ({label}); expected {fmt_number(expected)}")
     return summary(len(cases), ["a small MLP with Adam, batch of 1", "three steps in a row"],
                    "updates the parameters like one optimizer step")
+
+
+def _numerical_gradient(f, x, eps=1e-6):
+    flat = x.reshape(-1)  # a copy when x is not contiguous: x itself is never written
+    grad = torch.zeros_like(flat)
+    for i in range(flat.numel()):
+        up, down = flat.clone(), flat.clone()
+        up[i] += eps
+        down[i] -= eps
+        grad[i] = (f(up.reshape(x.shape)) - f(down.reshape(x.shape))) / (2 * eps)
+    return grad.reshape(x.shape)
+
+
+def _black_box(loss, shape: tuple[int, ...], name: str):
+    """``loss`` as a function autograd cannot see into (its result is detached), refusing other shapes."""
+
+    def f(z):
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"f takes a tensor shaped like x, {tuple(shape)}; got {describe_type(z)}")
+        if tuple(z.shape) != tuple(shape):
+            raise ValueError(f"f takes a tensor shaped like x, {tuple(shape)}; got {tuple(z.shape)}")
+        with torch.no_grad():
+            return loss(z.detach().to(torch.float64))
+
+    f.__name__ = f.__qualname__ = name
+    return f
+
+
+@check("numerical_gradient", lesson=LESSON, reference=_numerical_gradient)
+def check_numerical_gradient(candidate) -> str:
+    """``numerical_gradient(f, x (any shape) float64) -> (shape of x)``: central differences, one entry at a time.
+
+    Each ``f`` is a black box (autograd cannot see into it); the check compares with autograd's gradient of
+    the same formula, to 1e-5.
+    """
+    rng = Inputs()
+    n, rows, cols = rng.int(3, 6), rng.int(2, 4), rng.int(2, 4)
+    w, v, m = rng.randn(n).double(), rng.randn(cols).double(), rng.randn(cols, cols).double()
+    cases = [
+        (f"a vector of {n}, f = sum(w * x**3) + sum(x)**2 / 4",
+         lambda z: (w * z ** 3).sum() + z.sum() ** 2 / 4, rng.randn(n).double()),
+        (f"a ({rows}, {cols}) matrix, f = sum(tanh(x @ m) * v)",
+         lambda z: (torch.tanh(z @ m) * v).sum(), rng.randn(rows, cols).double()),
+        ("one number (shape ()), f = x * sin(3 x)", lambda z: z * torch.sin(3 * z), rng.randn(()).double()),
+        ("a (2, 2, 3) tensor, f = log(1 + sum(x**2))", lambda z: torch.log1p((z ** 2).sum()),
+         rng.randn(2, 2, 3).double()),
+        (f"non-contiguous ({cols}, {rows}) x, f = sum(x.T @ x * x.T @ x) / 10",
+         lambda z: ((z.T @ z) ** 2).sum() / 10, non_contiguous(rng.randn(cols, rows).double())),
+    ]
+    for index, (label, loss, x) in enumerate(cases):
+        f = _black_box(loss, tuple(x.shape), f"f{index}")
+        try:
+            got = call(candidate, (f, x), ("f", "x"), label)
+        except Fail as failure:
+            if "does not require grad" in failure.message:
+                raise Fail(f"used autograd (backward), which cannot see into f ({label}): that is the point, a "
+                           f"black box needs its gradient measured; nudge one entry up and down and compare "
+                           f"f's values") from None
+            raise
+        leaf = x.detach().clone().requires_grad_()
+        expected, = torch.autograd.grad(loss(leaf), leaf)
+        if isinstance(got, torch.Tensor):
+            check_tensor(got, expected, label, "the gradient")
+        if isinstance(got, torch.Tensor) and got.dtype == torch.float32 and got.shape == expected.shape \
+                and close(got, expected):
+            raise Fail(f"the gradient is float32 ({label}): x is float64, and float32 loses the tiny differences "
+                       f"f(x + eps) - f(x - eps); make the result like x (torch.zeros_like(x))")
+        mistakes = [
+            ("twice the gradient: the two nudged points x + eps and x - eps are 2 * eps apart, so divide by "
+             "2 * eps", lambda: 2 * expected),
+            ("half the gradient: one nudge, f(x + eps) - f(x), is eps away, not 2 * eps", lambda: expected / 2),
+            ("the sign is flipped: (f(x + eps) - f(x - eps)) / (2 * eps), the higher point first",
+             lambda: -expected),
+            ("every entry got the same number: you nudged all entries at once; nudge one entry at a time "
+             "(a copy of x with only that entry changed)", lambda: torch.full_like(expected, float(expected.sum()))),
+            ("nudged a whole row at once (x[i] of a matrix is a row): nudge single entries, e.g. walk over "
+             "x.reshape(-1)", lambda: expected.sum(dim=-1, keepdim=True).expand_as(expected)
+             if expected.dim() >= 2 else None),
+            ("all zeros: did each difference get stored in the result (grad[i] = ...)?",
+             lambda: torch.zeros_like(expected)),
+        ]
+        compare(got, expected, label, mistakes, what="the gradient")
+    return summary(len(cases), ["a matrix", "one number (shape ())", "a 3-d tensor", "non-contiguous x"],
+                   "matches autograd's gradient to 1e-5")
