@@ -1,8 +1,9 @@
-"""``python -m course_lib {doctor,bench,exercises}``: one command line, one argparse parser.
+"""``python -m course_lib {doctor,bench,exercises,nbgrader,links}``: one command line, one argparse parser.
 
 Every subcommand answers ``--help``; an unknown option or a malformed value is an error (exit 2, with
 usage). ``doctor`` and ``bench`` exit 1 when a check fails or a target is missed; ``exercises build``
 exits 1 when a notebook cannot be built (or, with ``--check``, differs from what build would write).
+``nbgrader source`` and ``links`` are for instructors (docs/instructor-guide.md).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     problem in one (say, bench's imports) never stops the others, nor ``--help``."""
     parser = argparse.ArgumentParser(prog="python -m course_lib",
                                      description="The course's commands: check this machine, time the "
-                                                 "library, build the exercises.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{doctor,bench,exercises}")
+                                                 "library, build the exercises; for instructors, an nbgrader "
+                                                 "course and nbgitpuller links.")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{doctor,bench,exercises,nbgrader,links}")
 
     summary = ("check this machine for the course: Python, packages, widgets, threads, speed, and that the "
                "reference result holds here")
@@ -84,6 +87,33 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--root", type=Path, default=None, help="the repository (default: the course's)")
     build.add_argument("names", nargs="*", help="lessons to build, e.g. 04 or 04_self_attention (default: all)")
     build.set_defaults(parser=build)
+
+    summary = "for instructors: the course as an nbgrader course (nbgrader source DIR)"
+    grading = commands.add_parser("nbgrader", help=summary, description=summary)
+    grading.set_defaults(module="nbgrader_course")
+    actions = grading.add_subparsers(dest="action", required=True, metavar="{source}")
+    source = actions.add_parser("source", help="write DIR/nbgrader_config.py and DIR/source/<lesson>/<lesson>.ipynb",
+                                description="Write an nbgrader course into DIR: nbgrader_config.py (course id, "
+                                            "exchange inside DIR, per-cell timeout, the grader's own copy of the "
+                                            "checks) and one assignment per lesson, from solutions/ and the "
+                                            "checks' registry. Then run nbgrader in DIR.",
+                                epilog="Exits 1 when a solution notebook cannot become an assignment.")
+    source.add_argument("directory", type=Path, metavar="DIR", help="the nbgrader course folder (created)")
+    source.add_argument("--lessons", nargs="+", default=None, metavar="NN",
+                        help="lessons to write, e.g. 03 04 (default: every lesson with exercises)")
+    source.add_argument("--course-id", default="transformers-hands-on", help="nbgrader's course id")
+    source.add_argument("--timeout", type=positive_int, default=60,
+                        help="seconds each cell may run when grading before it is interrupted (default 60)")
+    source.set_defaults(parser=source)
+
+    summary = "for instructors: print an nbgitpuller link per lesson for a JupyterHub"
+    links = commands.add_parser("links", help=summary, description=summary,
+                                epilog="Each line: the lesson, a tab, its link. Exits 1 without a repository.")
+    links.add_argument("--hub", required=True, metavar="URL", help="the hub's address, e.g. https://hub.example.org")
+    links.add_argument("--repo", default=None, metavar="URL",
+                       help="the repository students clone (default: this clone's 'origin' remote)")
+    links.add_argument("--branch", default="main", help="the branch to pull (default: main)")
+    links.set_defaults(module="links", parser=links)
     return parser
 
 

@@ -1,0 +1,348 @@
+"""Grading a class with nbgrader: `python -m course_lib nbgrader source`, then nbgrader's own commands on
+fixture submissions, each score asserted.
+
+Lesson 06 is graded for six students: a correct one, one with a classic mistake in every exercise, one
+whose answer hangs, one whose answer crashes, one whose notebook is not a notebook, and one that
+overrides the checks and edits the test cells. Lesson 01's assignment is generated and released too
+(grading it again would only repeat the same machinery at a cost in test time).
+
+Without nbgrader (requirements-instructor.txt), those tests skip, saying so; the fast tests of the
+generator and the grader still run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_lib.__main__ import main
+from course_lib.checks import registry
+from course_lib.grading import Grader
+from course_lib.nbgrader_course import SourceError, move_hints_out, points, write_course
+
+NO_NBGRADER = "instructor packages not installed: pip install -r requirements-instructor.txt"
+
+ROOT = Path(__file__).resolve().parent.parent
+CELL_TIMEOUT = 15  # the test's per-cell limit: the hanging student costs this once
+
+# Lesson 06 is graded for six students; lesson 01 is generated and released. A lesson that gains an
+# exercise stays covered: the correct student's answers come from the source notebook, points from its cells.
+FULL, SHORT = "06_positions", "01_inputs_as_numbers"
+MISTAKES = {
+    FULL: {
+        "sinusoidal_positions": (
+            "def sinusoidal_positions(T, d):\n"
+            "    pos = torch.arange(T, dtype=torch.float32)[:, None]\n"
+            "    freq = torch.pow(10000.0, -torch.arange(0, d, 2, dtype=torch.float32) / d)\n"
+            "    pe = torch.zeros(T, d)\n"
+            "    pe[:, 0::2], pe[:, 1::2] = torch.cos(pos * freq), torch.sin(pos * freq)\n"
+            "    return pe\n", "sin and cos swapped"),
+        "add_positions": ("def add_positions(x, table):\n    return x + table[0]\n", "first row"),
+        "position_similarity": ("def position_similarity(positions):\n    return positions @ positions.T\n",
+                                "dot products, not cosines"),
+    },
+}
+HANGS, CRASHES = "sinusoidal_positions", "add_positions"  # the hanging and the crashing student's exercise
+DELETED = "position_similarity"  # the crashing student also deleted this test cell: it is put back and graded
+# Replaces every check the submission can reach by one that passes anything, then answers nothing right.
+OVERRIDE = """\
+import course_lib.checks as checks
+from course_lib.checks import _core, registry
+
+def fake_check(candidate, **kwargs):
+    return None
+
+for name, entry in list(registry.REGISTRY.items()):
+    registry.REGISTRY[name] = type(entry)(entry.name, entry.lesson, fake_check, entry.reference)
+    setattr(checks, "check_" + name, fake_check)
+_core.settings.time_limit = 0
+check_sinusoidal_positions = check_add_positions = check_position_similarity = fake_check
+"""
+
+
+def nbgrader(course: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run nbgrader in the course folder, as an instructor does (its gradebook calls `alembic` from PATH)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run([str(Path(sys.executable).parent / "nbgrader"), *args], cwd=course, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def answer_name(cell) -> str:
+    return re.search(r"^(?:def|class)\s+(\w+)", cell.source, re.MULTILINE).group(1)
+
+
+def submit(course: Path, lesson: str, student: str, answers: dict[str, str] | None = None,
+           before: dict[str, str] | None = None, extra_cell: str | None = None, edit_tests: bool = False,
+           raw: str | None = None, delete_test: str | None = None) -> None:
+    """Write submitted/<student>/<lesson>/<lesson>.ipynb from the released notebook: ``answers`` replace
+    answer cells (by function name; the rest stay unanswered), ``before`` puts code in front of an
+    answer, ``extra_cell`` goes after the setup cell, ``edit_tests`` rewrites every test cell, ``delete_test``
+    removes the test cell of that exercise."""
+    target = course / "submitted" / student / lesson / f"{lesson}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        target.write_text(raw)
+        return
+    notebook = nbformat.read(course / "release" / lesson / f"{lesson}.ipynb", as_version=4)
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            name = answer_name(cell)
+            code = (answers or {}).get(name)
+            if code is not None:
+                cell.source = (before or {}).get(name, "") + code
+        if meta.get("grade") and edit_tests:
+            cell.source = "pass  # no test here"
+            meta["points"] = 100
+    if delete_test is not None:
+        notebook.cells = [cell for cell in notebook.cells
+                          if cell.metadata.get("nbgrader", {}).get("grade_id") != f"check_{delete_test}"]
+    if extra_cell is not None:
+        setup = next(i for i, cell in enumerate(notebook.cells) if cell.metadata.get("nbgrader", {}).get("locked"))
+        notebook.cells.insert(setup + 1, nbformat.v4.new_code_cell(extra_cell))
+    nbformat.write(notebook, target)
+
+
+def solutions(course: Path, lesson: str) -> dict[str, str]:
+    """Function name -> the full answer cell, from the instructor's source notebook."""
+    notebook = nbformat.read(course / "source" / lesson / f"{lesson}.ipynb", as_version=4)
+    return {answer_name(cell): cell.source for cell in notebook.cells
+            if cell.metadata.get("nbgrader", {}).get("solution")}
+
+
+def points_in_source(course: Path, lesson: str) -> dict[str, int]:
+    """Exercise name -> its test cell's points, from the instructor's source notebook."""
+    notebook = nbformat.read(course / "source" / lesson / f"{lesson}.ipynb", as_version=4)
+    return {cell.metadata.nbgrader["grade_id"][len("check_"):]: cell.metadata.nbgrader["points"]
+            for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade")}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The whole instructor workflow, once: source, generate_assignment, submissions, autograde,
+    generate_feedback, export."""
+    pytest.importorskip("nbgrader", reason=NO_NBGRADER)
+    course = tmp_path_factory.mktemp("nbgrader-course")
+    timings, clock = {}, time.monotonic()
+
+    def lap(step):
+        nonlocal clock
+        timings[step] = time.monotonic() - clock
+        clock = time.monotonic()
+
+    written = write_course(course, ROOT / "solutions", ["06", "01"], timeout=CELL_TIMEOUT)
+    assert sorted(path.parent.name for path in written) == [SHORT, FULL]
+    for lesson in (FULL, SHORT):
+        done = nbgrader(course, "generate_assignment", lesson, "--force")
+        assert done.returncode == 0, done.stdout + done.stderr
+    lap("source + generate_assignment x2")
+
+    submit(course, FULL, "correct", solutions(course, FULL))
+    submit(course, FULL, "mistaken", {name: code for name, (code, _) in MISTAKES[FULL].items()})
+    right = solutions(course, FULL)
+    submit(course, FULL, "hanging", right, before={HANGS: "import time\nwhile True:\n    time.sleep(0.05)\n"})
+    submit(course, FULL, "crashing", right, before={CRASHES: "raise RuntimeError('a bug in my cell')\n"},
+           delete_test=DELETED)
+    submit(course, FULL, "malformed", raw='{"cells": [ this is half a notebook')
+    submit(course, FULL, "overriding", {name: f"def {name}(*args, **kwargs):\n    return None\n" for name in right},
+           extra_cell=OVERRIDE, edit_tests=True)
+
+    clock = time.monotonic()
+    logs = {FULL: nbgrader(course, "autograde", FULL, "--force", timeout=900)}
+    lap("autograde (6 submissions)")
+    feedback = nbgrader(course, "generate_feedback", FULL, "--force")
+    assert feedback.returncode == 0, feedback.stdout + feedback.stderr
+    lap("generate_feedback")
+    export = nbgrader(course, "export", "--to", str(course / "grades.csv"))
+    assert export.returncode == 0, export.stdout + export.stderr
+    lap("export")
+    with open(course / "grades.csv", newline="") as handle:
+        grades = {(row["assignment"], row["student_id"]): row for row in csv.DictReader(handle)}
+    points_of = {lesson: points_in_source(course, lesson) for lesson in (FULL, SHORT)}
+    return course, grades, logs, points_of, timings
+
+
+def score(grades, lesson, student) -> tuple[float, float]:
+    row = grades[(lesson, student)]
+    return float(row["raw_score"]), float(row["max_score"])
+
+
+def feedback(course: Path, lesson: str, student: str) -> str:
+    return (course / "feedback" / student / lesson / f"{lesson}.html").read_text(encoding="utf-8")
+
+
+def test_source_notebooks_have_nbgraders_cells_and_points(graded):
+    course, _, _, points_of, _ = graded
+    notebook = nbformat.read(course / "source" / FULL / f"{FULL}.ipynb", as_version=4)
+    meta = [cell.metadata.get("nbgrader") for cell in notebook.cells if cell.metadata.get("nbgrader")]
+    assert meta[0]["grade_id"] == "setup" and meta[0]["locked"] and not meta[0]["grade"]
+    # points: the filled stars of the "Difficulty" line above each exercise in the solution notebook
+    solution = nbformat.read(ROOT / "solutions" / f"{FULL}.ipynb", as_version=4)
+    stars, expected = None, {}
+    for cell in solution.cells:
+        if cell.cell_type == "markdown" and "Difficulty" in cell.source:
+            stars = re.search(r"Difficulty\s+([★☆]+)", cell.source).group(1).count("★")
+        found = re.match(r"^check_(\w+)\((\w+)\)$", cell.source.strip()) if cell.cell_type == "code" else None
+        if found and found.group(1) in points_of[FULL] and found.group(1) not in expected and \
+                f"def {found.group(2)}" in "".join(c.source for c in solution.cells if "BEGIN SOLUTION" in c.source):
+            expected[found.group(1)] = stars
+    assert points_of[FULL] == expected and set(expected.values()) <= {1, 2, 3}
+    assert all(m["locked"] for m in meta if m["grade"])
+    assert sum(1 for m in meta if m["solution"]) == sum(1 for m in meta if m["grade"]) == len(points_of[FULL])
+    config = (course / "nbgrader_config.py").read_text()
+    assert 'course_id = "transformers-hands-on"' in config and "Exchange.root" in config
+    assert f"ExecutePreprocessor.timeout = {CELL_TIMEOUT}" in config
+
+
+def test_release_keeps_hints_and_hides_the_graders_line(graded):
+    course = graded[0]
+    source = (course / "source" / FULL / f"{FULL}.ipynb").read_text()
+    release = nbformat.read(course / "release" / FULL / f"{FULL}.ipynb", as_version=4)
+    grader = re.search(r"_course_grader_[0-9a-f]{16}", source).group(0)
+    answers = [cell.source for cell in release.cells if cell.metadata.get("nbgrader", {}).get("solution")]
+    assert answers and all("# HINT:" in text and "raise NotImplementedError()" in text for text in answers)
+    assert all("return" not in text.split("# YOUR CODE HERE")[1] for text in answers)  # no answer left
+    solution = nbformat.read(ROOT / "solutions" / f"{FULL}.ipynb", as_version=4)
+    hints = [line.strip() for cell in solution.cells if "BEGIN SOLUTION" in cell.source
+             for line in cell.source.splitlines() if line.strip().startswith("# HINT:")]
+    assert hints and all(any(hint in text for text in answers) for hint in hints)  # every hint kept
+    tests = [cell.source for cell in release.cells if cell.metadata.get("nbgrader", {}).get("grade")]
+    assert tests[0] == "check_sinusoidal_positions(sinusoidal_positions)"
+    assert f"check_sinusoidal_positions = {grader}.strict(" in source
+    assert grader not in json.dumps(release) and "HIDDEN TESTS" not in json.dumps(release)
+
+
+def test_move_hints_out_and_points():
+    cell = "def f(x):\n    ### BEGIN SOLUTION\n    # HINT: add one.\n    return x + 1\n    ### END SOLUTION"
+    assert move_hints_out(cell) == ("def f(x):\n    # HINT: add one.\n    ### BEGIN SOLUTION\n    return x + 1\n"
+                                    "    ### END SOLUTION")
+    assert [points(f"**Difficulty {stars} (n/3)") for stars in ("★☆☆", "★★☆", "★★★")] == [1, 2, 3]
+    assert points("no difficulty here") is None
+
+
+def test_correct_submissions_get_full_marks(graded, capsys):
+    course, grades, _, points_of, timings = graded
+    with capsys.disabled():
+        print("\nnbgrader: " + "; ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items()))
+    total = sum(points_of[FULL].values())
+    assert score(grades, FULL, "correct") == (total, total)
+    released = nbformat.read(course / "release" / SHORT / f"{SHORT}.ipynb", as_version=4)
+    assert sum(cell.metadata.get("nbgrader", {}).get("points", 0) for cell in released.cells) == \
+        sum(points_of[SHORT].values()) > 0
+
+
+def test_a_classic_mistake_costs_its_exercise_and_is_named_in_the_feedback(graded):
+    course, grades, _, points_of, _ = graded
+    assert score(grades, FULL, "mistaken") == (0.0, sum(points_of[FULL].values()))
+    text = feedback(course, FULL, "mistaken")
+    for name, (_, diagnosis) in MISTAKES[FULL].items():
+        assert diagnosis in text, name
+
+
+def test_a_hang_loses_only_the_hanging_exercise(graded):
+    course, grades, _, points_of, _ = graded
+    total = sum(points_of[FULL].values())
+    assert score(grades, FULL, "hanging") == (total - points_of[FULL][HANGS], total)
+    text = feedback(course, FULL, "hanging")
+    assert "CellTimeoutError" in text or "KeyboardInterrupt" in text
+
+
+def test_a_crash_loses_only_its_own_exercise(graded):
+    course, grades, _, points_of, _ = graded
+    total = sum(points_of[FULL].values())
+    assert score(grades, FULL, "crashing") == (total - points_of[FULL][CRASHES], total)
+    assert "a bug in my cell" in feedback(course, FULL, "crashing")
+    restored = nbformat.read(course / "autograded" / "crashing" / FULL / f"{FULL}.ipynb", as_version=4)
+    test = [cell for cell in restored.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == f"check_{DELETED}"]
+    assert len(test) == 1 and "✓ position_similarity" in json.dumps(test[0].outputs, ensure_ascii=False)
+
+
+def test_a_malformed_notebook_scores_zero_and_the_others_are_still_graded(graded):
+    course, grades, logs, points_of, _ = graded
+    assert score(grades, FULL, "malformed") == (0.0, sum(points_of[FULL].values()))
+    assert "malformed" in logs[FULL].stdout + logs[FULL].stderr
+    assert not (course / "feedback" / "malformed").exists()
+
+
+def test_overriding_the_checks_or_editing_the_tests_earns_nothing(graded):
+    course, grades, _, points_of, _ = graded
+    assert score(grades, FULL, "overriding") == (0.0, sum(points_of[FULL].values()))
+    graded_notebook = nbformat.read(course / "autograded" / "overriding" / FULL / f"{FULL}.ipynb", as_version=4)
+    tests = [cell for cell in graded_notebook.cells if cell.metadata.get("nbgrader", {}).get("grade")]
+    assert [cell.metadata.nbgrader["points"] for cell in tests] == list(points_of[FULL].values())  # not 100
+    assert all("no test here" not in cell.source for cell in tests)  # the original test cells ran
+    assert "expected your function" in feedback(course, FULL, "overriding") or \
+        "returned None" in feedback(course, FULL, "overriding")
+
+
+def test_every_lesson_becomes_an_assignment_with_one_test_cell_per_exercise(tmp_path):
+    """Every exercise of the registry has its graded `check_<name>(<answer>)` cell in its solution notebook."""
+    written = write_course(tmp_path, ROOT / "solutions")
+    by_lesson = registry.exercises()
+    assert sorted(path.parent.name for path in written) == sorted(
+        lesson for lesson in by_lesson if (ROOT / "solutions" / f"{lesson}.ipynb").exists())
+    for path in written:
+        notebook = nbformat.read(path, as_version=4)
+        graded = [cell.metadata.nbgrader["grade_id"] for cell in notebook.cells
+                  if cell.metadata.get("nbgrader", {}).get("grade")]
+        assert graded == [f"check_{name}" for name in by_lesson[path.parent.name]], path.name
+
+
+def test_the_command_writes_the_course_and_refuses_an_unknown_lesson(tmp_path, capsys):
+    assert main(["nbgrader", "source", str(tmp_path / "course"), "--lessons", "06", "--timeout", "45"]) == 0
+    assert (tmp_path / "course" / "source" / FULL / f"{FULL}.ipynb").exists()
+    config = (tmp_path / "course" / "nbgrader_config.py").read_text()
+    assert "ExecutePreprocessor.timeout = 45" in config and (tmp_path / "course" / "exchange").is_dir()
+    grader = re.search(r'GRADER = "(\w+)"', config).group(1)
+    # regenerating keeps the grader's name, so a gradebook made before still matches the test cells
+    assert main(["nbgrader", "source", str(tmp_path / "course"), "--lessons", "06"]) == 0
+    assert f'GRADER = "{grader}"' in (tmp_path / "course" / "nbgrader_config.py").read_text()
+    capsys.readouterr()
+    assert main(["nbgrader", "source", str(tmp_path / "other"), "--lessons", "99"]) == 1
+    assert "no lesson '99'" in capsys.readouterr().err
+
+
+def test_a_solution_without_a_graded_check_or_difficulty_is_refused():
+    cells = [nbformat.v4.new_code_cell("from course_lib.checks import check_add_positions"),
+             nbformat.v4.new_markdown_cell("## Exercise\n\n**Difficulty ★☆☆ (1/3)**"),
+             nbformat.v4.new_code_cell("def add_positions(x, table):\n    ### BEGIN SOLUTION\n    return x\n"
+                                       "    ### END SOLUTION")]
+    from course_lib.nbgrader_course import source_notebook
+    with pytest.raises(SourceError, match="add_positions"):
+        source_notebook(nbformat.v4.new_notebook(cells=cells), FULL, ("add_positions",), "G")
+    cells.append(nbformat.v4.new_code_cell("check_add_positions(add_positions)"))
+    del cells[1]
+    with pytest.raises(SourceError, match="Difficulty"):
+        source_notebook(nbformat.v4.new_notebook(cells=cells), FULL, ("add_positions",), "G")
+
+
+def test_the_grader_keeps_the_real_checks_whatever_is_patched_later(monkeypatch):
+    import course_lib.checks as checks
+    from course_lib.checks import _core
+
+    monkeypatch.setattr(_core, "settings", _core.settings)  # the grader resets them: put them back afterwards
+    monkeypatch.setattr(_core.settings, "time_limit", _core.settings.time_limit)
+    original = _core.settings
+    grader = Grader()  # as the grading kernel does, before any student code
+    fake = lambda candidate, **kwargs: None  # noqa: E731
+    entry = registry.REGISTRY["position_similarity"]
+    monkeypatch.setitem(registry.REGISTRY, "position_similarity",
+                        registry.Exercise(entry.name, entry.lesson, fake, entry.reference))
+    monkeypatch.setattr(checks, "check_position_similarity", fake, raising=False)
+    monkeypatch.setattr(_core, "settings", _core.Settings(time_limit=0))  # "no time limit", a submission's wish
+    strict = grader.strict("position_similarity")
+    with pytest.raises(AssertionError, match="dot products, not cosines"):
+        strict(lambda positions: positions @ positions.T)
+    assert _core.settings is original and original.time_limit is None  # each check's own limit again
+    assert strict(entry.reference).passed
+    with pytest.raises(AssertionError, match="position_similarity"):
+        strict(None)
