@@ -87,7 +87,7 @@ class HeadReport:
 
         layers, heads = self.shape
         if fig is None:
-            fig = plt.figure(figsize=(3.2 * 4, 0.8 * layers + 2.0), layout="constrained")
+            fig = plt.figure(figsize=(3.2 * 4, 0.9 * layers + 1.3), layout="constrained")
         axes = fig.subplots(1, 4, squeeze=True)
         panels = [("previous_token", "Blues", (0, 1)), ("neighbour", "Blues", (0, 1)), ("verb_to_subject", "Blues", (0, 1)),
                   ("accuracy_drop", "Reds", (0, max(0.05, float(self.accuracy_drop.max()))))]
@@ -104,7 +104,8 @@ class HeadReport:
             ax.set_xlabel("head")
             ax.set_ylabel("layer")
             ax.set_title(SCORES[name])
-            fig.colorbar(image, ax=ax, shrink=0.8)
+            # A colour bar as tall as the heatmap itself: an inset of the axes, whose box fits the image.
+            fig.colorbar(image, cax=ax.inset_axes((1.04, 0.0, 0.06, 1.0)))
         return axes
 
 

@@ -1,4 +1,5 @@
-"""The course's pictures: attention heatmaps, loss curves, positional encodings, timing charts.
+"""The course's pictures: attention heatmaps, masks, loss curves, positional encodings, timing charts, and a
+diagram of multi-head attention.
 
 Each function draws on ``ax`` (a new figure if None) and returns the Axes; every axis is labelled.
 """
@@ -31,7 +32,9 @@ def plot_attention(weights, query_tokens: Sequence[str], key_tokens: Sequence[st
     if ax is None:
         side = max(3.0, 0.45 * max(w.shape) + 1.5)
         _, ax = plt.subplots(figsize=(side + 1, side))
-    image = ax.imshow(w, cmap="Blues", vmin=0, vmax=max(1e-9, float(w.max())))
+    # nanmax: a row of NaN (a query blocked from every key) is drawn empty and does not break the scale
+    top = max(1e-9, float(np.nanmax(w))) if np.isfinite(w).any() else 1.0
+    image = ax.imshow(w, cmap="Blues", vmin=0, vmax=top)
     ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=60, ha="right")
     ax.set_yticks(range(len(query_tokens)), query_tokens)
     ax.set_xlabel("key (attended to)")
@@ -41,8 +44,73 @@ def plot_attention(weights, query_tokens: Sequence[str], key_tokens: Sequence[st
         for i in range(w.shape[0]):
             for j in range(w.shape[1]):
                 ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if w[i, j] > 0.6 * w.max() else "black")
+                        color="white" if w[i, j] > 0.6 * top else "black")
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="weight")
+    return ax
+
+
+def plot_mask(mask, query_tokens: Sequence[str], key_tokens: Sequence[str] | None = None, ax=None,
+              title: str = "mask"):
+    """Heatmap of a bool ``mask (query, key)``: dark where the query may attend (True), light where blocked."""
+    m = _as_numpy(mask)
+    key_tokens = list(query_tokens if key_tokens is None else key_tokens)
+    if m.ndim != 2 or m.shape != (len(query_tokens), len(key_tokens)):
+        raise ValueError(f"mask must have shape (query, key) = ({len(query_tokens)}, {len(key_tokens)}) "
+                         f"to match the tokens, got {shape_str(m.shape)}")
+    if ax is None:
+        side = max(2.5, 0.4 * max(m.shape) + 1.2)
+        _, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(m, cmap="Greys", vmin=-0.4, vmax=1.2)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, "✓" if m[i, j] else "·", ha="center", va="center", fontsize=9,
+                    color="white" if m[i, j] else "grey")
+    ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=60, ha="right")
+    ax.set_yticks(range(len(query_tokens)), query_tokens)
+    ax.set_xlabel("key (may be attended to?)")
+    ax.set_ylabel("query")
+    ax.set_title(title)
+    return ax
+
+
+def plot_heads_diagram(n_heads: int = 2, ax=None, title: str = "multi-head attention: one layer"):
+    """A diagram of one multi-head attention layer, drawn with boxes and arrows: the input x is projected to
+    queries, keys and values; each is cut into ``n_heads`` slices; every head attends in its own slice; the
+    heads' outputs are concatenated and mixed by the output projection."""
+    if not isinstance(n_heads, int) or not 1 <= n_heads <= 4:
+        raise ValueError(f"n_heads must be a whole number from 1 to 4 (the diagram has room for 4), got {n_heads!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 1.6 + 1.1 * n_heads))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
+    height = 1.0 + 1.1 * n_heads
+
+    def box(x, y, w, h, text, colour="0.85", size=9):
+        ax.add_patch(plt.Rectangle((x, y), w, h, facecolor=colour, edgecolor="0.3", alpha=0.8))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "0.3"})
+
+    middle = height / 2
+    box(0.0, middle - 0.5, 1.3, 1.0, "x\n(time,\nd_model)")
+    for r, (name, role) in enumerate([("Q", "what I look for"), ("K", "what I offer"), ("V", "what I hand over")]):
+        y = middle + 0.9 - 0.9 * r
+        box(1.7, y - 0.3, 1.5, 0.6, f"{name} = x W_{name}\n{role}", size=8)
+        arrow(1.3, middle, 1.7, y)
+    for h in range(n_heads):
+        y = 0.5 + 1.1 * (n_heads - 1 - h)  # head 0 on top
+        box(3.9, y, 3.0, 0.8, f"head {h}: softmax(Q{h} K{h}ᵀ / √d_head) V{h}\non features {h}·d_head … "
+            f"{h + 1}·d_head − 1", colour=colours[h], size=8)
+        for r in range(3):
+            arrow(3.2, middle + 0.9 - 0.9 * r, 3.9, y + 0.4)
+        arrow(6.9, y + 0.4, 7.4, middle)
+    box(7.4, middle - 0.5, 1.3, 1.0, "concatenate\nthe heads")
+    box(9.1, middle - 0.5, 1.5, 1.0, "output\nprojection\nd_model →\nd_model", size=8)
+    arrow(8.7, middle, 9.1, middle)
+    ax.set_xlim(-0.1, 10.7)
+    ax.set_ylim(0, height + 0.4)
+    ax.set_axis_off()
+    ax.set_title(title)
     return ax
 
 

@@ -1,10 +1,12 @@
-"""The attention explorer in a real browser: JupyterLab on 127.0.0.1, headless Chromium through Playwright.
+"""The widgets in a real browser: JupyterLab on 127.0.0.1, headless Chromium through Playwright.
 
-Proves what the Python-side tests cannot: the widget renders offline (no "Error displaying widget"),
-a click on its own head button reaches the kernel and redraws the view, and token text stays text.
+Proves what the Python-side tests cannot: the explorer renders offline (no "Error displaying widget"),
+a click on its own head button reaches the kernel and redraws the view, and token text stays text; and
+after Run All, the playground keeps the state Python set, whatever its sliders echo back.
 Screenshots land in test-artifacts/ at the repository root (git-ignored).
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -47,11 +49,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_notebook(folder: Path) -> Path:
+def write_notebook(folder: Path, cells=(BUILD_CELL, "print(explorer)"), name: str = "explorer.ipynb") -> Path:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell(BUILD_CELL), nbformat.v4.new_code_cell("print(explorer)")]
-    path = folder / "explorer.ipynb"
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    path = folder / name
     nbformat.write(notebook, path)
     return path
 
@@ -64,7 +66,7 @@ def quiet_settings(config: Path) -> None:
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
 
 
-def wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float = 40.0) -> None:
+def wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -110,14 +112,20 @@ def screenshot(page, locator, name: str) -> bytes:
     return image
 
 
-def test_explorer_renders_and_reacts_in_jupyterlab(tmp_path):
+def require_browser():
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium); "
                     f"the real-browser test needs it")
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
+    return sync_api
 
-    write_notebook(tmp_path)
+
+@contextlib.contextmanager
+def notebook_page(tmp_path: Path, notebook: Path, failure_picture: str, dialogs: list):
+    """JupyterLab serving ``tmp_path`` and headless Chromium showing ``notebook`` with an idle kernel; both stopped
+    afterwards. On an error, a screenshot of the page goes to test-artifacts/."""
+    sync_api = require_browser()
     config, runtime = tmp_path / "config", tmp_path / "runtime"
     quiet_settings(config)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(runtime),
@@ -131,7 +139,6 @@ def test_explorer_renders_and_reacts_in_jupyterlab(tmp_path):
     with open(log, "w") as log_file:
         server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   start_new_session=True)
-    dialogs = []
     try:
         wait_for_server(url, server, log)
         with sync_api.sync_playwright() as playwright:
@@ -141,48 +148,98 @@ def test_explorer_renders_and_reacts_in_jupyterlab(tmp_path):
                 page = browser.new_page(viewport={"width": 1300, "height": 1100})
                 page.set_default_timeout(20_000)
                 page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-                page.goto(f"{url}/lab/tree/explorer.ipynb", wait_until="domcontentloaded", timeout=30_000)
+                page.goto(f"{url}/lab/tree/{notebook.name}", wait_until="domcontentloaded", timeout=30_000)
                 page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=40_000)
                 page.wait_for_function(KERNEL_IDLE, timeout=40_000)
-                run_command(page, "notebook:run-all-cells")
-
-                explorer = page.locator(".course-attention-explorer").first
-                # The kernel imports torch first: slow on a busy laptop.
-                explorer.wait_for(state="visible", timeout=60_000)
-                cells = page.locator(".jp-Notebook .jp-CodeCell")
-                state = cells.nth(1).locator(".jp-OutputArea-output").first
-                state.wait_for(timeout=20_000)
-                assert "head=0" in state.inner_text()
-                assert page.get_by_text("Error displaying widget").count() == 0
-                # The heatmap: one head, 6 x 6 numbers, labels as typed.
-                explorer.locator("table.course-attention-heatmap").wait_for(timeout=10_000)
-                assert explorer.locator("table.course-attention-heatmap td").count() == 36
-                assert "“<b>x</b>”" in explorer.inner_text()  # the selected query's token, as text
-                assert explorer.get_by_text("<script>alert(1)</script>").count() >= 1
-                assert explorer.locator("script").count() == 0
-                before = screenshot(page, explorer, "attention_explorer_head0.png")
-
-                explorer.locator("button.widget-toggle-button", has_text="head 2").click()
-                page.wait_for_function(
-                    "() => document.querySelector('.course-attention-explorer').innerText.includes('head 2 · query')",
-                    timeout=15_000)
-                after = screenshot(page, explorer, "attention_explorer_head2.png")
-                assert after != before, "the picture did not change after clicking 'head 2'"
-
-                # The click reached the kernel: print the explorer's state again.
-                cells.nth(1).locator(".jp-InputArea-editor").click()
-                run_command(page, "notebook:run-cell")
-                page.wait_for_function(
-                    "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[1].innerText.includes('head=2')",
-                    timeout=20_000)
-                assert state.inner_text().strip() == (
-                    "AttentionExplorer(layers=2, heads=4, tokens=6, layer=0, head=2, query=5, view='heatmap')")
-                assert dialogs == [], f"a token ran as code: {dialogs}"
+                yield page
             except Exception:
                 ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=ARTIFACTS / "attention_explorer_failure.png", timeout=10_000)
+                page.screenshot(path=ARTIFACTS / failure_picture, timeout=10_000)
                 raise
             finally:
                 browser.close()
     finally:
         stop(server, url)
+
+
+def test_explorer_renders_and_reacts_in_jupyterlab(tmp_path):
+    require_browser()
+    notebook = write_notebook(tmp_path)
+    dialogs = []
+    with notebook_page(tmp_path, notebook, "attention_explorer_failure.png", dialogs) as page:
+        run_command(page, "notebook:run-all-cells")
+
+        explorer = page.locator(".course-attention-explorer").first
+        # The kernel imports torch first: slow on a busy laptop.
+        explorer.wait_for(state="visible", timeout=60_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        state = cells.nth(1).locator(".jp-OutputArea-output").first
+        state.wait_for(timeout=20_000)
+        assert "head=0" in state.inner_text()
+        assert page.get_by_text("Error displaying widget").count() == 0
+        # The heatmap: one head, 6 x 6 numbers, labels as typed.
+        explorer.locator("table.course-attention-heatmap").wait_for(timeout=10_000)
+        assert explorer.locator("table.course-attention-heatmap td").count() == 36
+        assert "“<b>x</b>”" in explorer.inner_text()  # the selected query's token, as text
+        assert explorer.get_by_text("<script>alert(1)</script>").count() >= 1
+        assert explorer.locator("script").count() == 0
+        before = screenshot(page, explorer, "attention_explorer_head0.png")
+
+        explorer.locator("button.widget-toggle-button", has_text="head 2").click()
+        page.wait_for_function(
+            "() => document.querySelector('.course-attention-explorer').innerText.includes('head 2 · query')",
+            timeout=15_000)
+        after = screenshot(page, explorer, "attention_explorer_head2.png")
+        assert after != before, "the picture did not change after clicking 'head 2'"
+
+        # The click reached the kernel: print the explorer's state again.
+        cells.nth(1).locator(".jp-InputArea-editor").click()
+        run_command(page, "notebook:run-cell")
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[1].innerText.includes('head=2')",
+            timeout=20_000)
+        assert state.inner_text().strip() == (
+            "AttentionExplorer(layers=2, heads=4, tokens=6, layer=0, head=2, query=5, view='heatmap')")
+        assert dialogs == [], f"a token ran as code: {dialogs}"
+
+
+PLAYGROUND_CELLS = (
+    "from course_lib.widgets import AttentionPlayground\nplayground = AttentionPlayground()\nplayground",
+    'playground.scale = 3.0\nplayground.query_word = "cat"\nprint(playground)',
+    # The kernel stays busy while the browser draws the sliders: their echoes queue up behind this cell.
+    "import time\ntime.sleep(3)",
+    "print(playground)",
+)
+CAT = ("AttentionPlayground(words=6, query_word='cat', query=[0.50, 2.00], scale=3.00, "
+       "weights=[0.00, 0.00, 1.00, 0.00, 0.00, 0.00])")
+
+
+def test_playground_keeps_python_state_after_run_all(tmp_path):
+    """Run All, then read the kernel's state: the browser's slider echoes must not undo what Python set
+    (they did, in 5 of 5 runs: query=[2.00, 2.00], the word dropped)."""
+    require_browser()
+    notebook = write_notebook(tmp_path, PLAYGROUND_CELLS, "playground.ipynb")
+    dialogs = []
+    with notebook_page(tmp_path, notebook, "attention_playground_failure.png", dialogs) as page:
+        run_command(page, "notebook:run-all-cells")
+        playground = page.locator(".course-attention-playground").first
+        playground.wait_for(state="visible", timeout=60_000)
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        last = cells.nth(3).locator(".jp-OutputArea-output").first
+        last.wait_for(timeout=40_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=20_000)
+        assert page.get_by_text("Error displaying widget").count() == 0
+        time.sleep(2)  # let every echo the browser sent reach the kernel
+        # Read the kernel's state now, after every message of the run has been handled.
+        cells.nth(3).locator(".jp-InputArea-editor").click()
+        run_command(page, "notebook:run-cell")
+        page.wait_for_function(
+            "() => { const c = document.querySelectorAll('.jp-Notebook .jp-CodeCell')[3];"
+            " return c.querySelector('.jp-InputArea-prompt').innerText.includes('[5]'); }", timeout=20_000)
+        assert cells.nth(1).locator(".jp-OutputArea-output").first.inner_text().strip() == CAT
+        assert last.inner_text().strip() == CAT
+        # The page shows the same state: the caption names the word and its query.
+        page.wait_for_function(
+            "() => document.querySelector('.course-attention-playground').innerText.includes('“cat” (position 1)')",
+            timeout=10_000)
+        assert "[0.50, 2.00]" in playground.inner_text()

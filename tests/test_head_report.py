@@ -76,6 +76,11 @@ def test_head_report_plot_and_bad_input(small_model_and_data):
         assert [ax.get_title() for ax in axes] == ["previous-token", "neighbour", "verb->subject", "accuracy drop"]
         assert all(ax.get_xlabel() == "head" and ax.get_ylabel() == "layer" for ax in axes)
         assert len(axes[2].texts) == 4  # one number per head
+        axes[0].figure.canvas.draw()
+        for ax in axes:  # each colour bar is as tall as its heatmap (it was 2.3 times taller)
+            heatmap = ax.get_window_extent().height
+            bars = [child.get_window_extent().height for child in ax.child_axes]
+            assert len(bars) == 1 and abs(bars[0] - heatmap) <= 0.05 * heatmap, (bars, heatmap)
     finally:
         plt.close("all")
     with pytest.raises(ValueError, match="at least one sentence"):

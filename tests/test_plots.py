@@ -29,6 +29,12 @@ def test_attention_heatmap_labels_tokens_and_axes():
     assert len(ax.texts) == 12, "each weight should be written in its cell"
 
 
+def test_attention_heatmap_keeps_its_scale_when_a_row_is_nan():
+    weights = torch.tensor([[0.0, 1.0], [float("nan"), float("nan")]])  # the last query blocked from every key
+    ax = plots.plot_attention(weights, ["a", "b"])
+    assert ax.images[0].get_clim() == (0.0, 1.0)
+
+
 def test_attention_heatmap_rejects_mismatched_tokens():
     with pytest.raises(ValueError, match=r"\(query, key\) = \(2, 2\).*got \(3, 3\)"):
         plots.plot_attention(torch.rand(3, 3), ["a", "b"])
@@ -47,6 +53,26 @@ def test_loss_curves_positions_timings_and_head_grid_are_labelled():
         plots.plot_timings({})
     with pytest.raises(ValueError, match=r"\(position, feature\), got \(4,\)"):
         plots.plot_positions(torch.rand(4))
+
+
+def test_mask_heatmap_marks_allowed_pairs_and_labels_axes():
+    mask = torch.ones(3, 3, dtype=torch.bool).tril()
+    ax = plots.plot_mask(mask, ["a", "b", "c"])
+    assert [t.get_text() for t in ax.texts] == ["✓", "·", "·", "✓", "✓", "·", "✓", "✓", "✓"]
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title() == "mask"
+    with pytest.raises(ValueError, match=r"\(query, key\) = \(2, 2\).*got \(3, 3\)"):
+        plots.plot_mask(mask, ["a", "b"])
+
+
+def test_heads_diagram_draws_one_box_per_head():
+    for n_heads in (1, 2, 4):
+        ax = plots.plot_heads_diagram(n_heads)
+        head_boxes = [t.get_text() for t in ax.texts if t.get_text().startswith("head ")]
+        assert [t.split(":")[0] for t in head_boxes] == [f"head {h}" for h in range(n_heads)]
+        assert any("softmax" in t for t in head_boxes) and ax.get_title()
+        plt.close("all")
+    with pytest.raises(ValueError, match="from 1 to 4"):
+        plots.plot_heads_diagram(5)
 
 
 def public_objects():

@@ -216,6 +216,22 @@ def test_compare_view_puts_heads_of_two_layers_side_by_side():
     assert AttentionExplorer(a, TOKENS, layer=1).compare_layer == 1  # starts on the selected layer
 
 
+def test_compare_view_stays_side_by_side_with_its_label_whole():
+    tokens = [f"w{i}" for i in range(16)]
+    explorer = AttentionExplorer(random_attention(2, 4, 16), tokens, view="compare")
+    assert explorer.controls["compare_layer"].style.description_width == "initial"  # not cut to "compare …"
+    html = explorer._compare.value
+    assert html.count("<table") == 2 and "flex-wrap:nowrap" in html  # side by side, never stacked
+    assert html.count('title="') == 2 * 16 * 16 and "hover a cell" in html  # 16 tokens: compact cells
+    small = AttentionExplorer(random_attention(), TOKENS, view="compare")._compare.value
+    assert "title=" not in small and small.count("<td") == 2 * len(TOKENS) ** 2  # short sentences keep numbers
+
+
+def test_heatmap_cells_leave_room_around_their_numbers():
+    html = view_html(AttentionExplorer(random_attention(1, 1, 16), [f"w{i}" for i in range(16)]))
+    assert "min-width:4.8ch" in html and "padding:0 3px" in html  # "0.00" is 4ch: numbers never touch
+
+
 def test_only_the_current_view_is_sent():
     L, H, T = 2, 4, 8
     explorer = AttentionExplorer(random_attention(L, H, T), TOKENS)
@@ -312,6 +328,50 @@ def test_playground_state_and_redraws():
     playground.controls["scale"].value = 2.5
     assert playground.scale == 2.5 and "2.50" in view_html(playground)
     assert {"query", "asker", "scale"} <= set(seen)
+
+
+def snapped(slider, value):
+    """The value a browser sends back for ``value``: rounded to the slider's grid, as noUiSlider computes it."""
+    return slider.min + round((value - slider.min) / slider.step) * slider.step
+
+
+def test_playground_python_state_wins_over_a_late_slider_echo():
+    # Run All in a browser: the slider is drawn with the old query 2.0, Python moves on to "cat", and only
+    # then does the browser's rounded echo of 2.0 arrive (seen as query=[2.00, 2.00] before the fix).
+    playground = AttentionPlayground()
+    first, second = playground.controls["query"]
+    old_first = 2.000000000000001  # what Chromium sent back for 2.0 (the browser's rounding path differs)
+    playground.scale = 3.0
+    playground.query_word = "cat"
+    first.value = old_first  # the stale echo
+    assert playground.query_word == "cat" and playground.query == (0.5, 2.0)
+    assert first.value == 0.5  # the slider shows Python's state again
+    first.value, second.value = snapped(first, 0.5), snapped(second, 2.0)  # echoes of the current state
+    assert playground.query_word == "cat" and playground.query == (0.5, 2.0)
+    scale = playground.controls["scale"]
+    scale.value = snapped(scale, 1.0)  # a stale echo of the old scale
+    assert playground.scale == 3.0 and scale.value == 3.0
+
+
+def test_playground_learner_moves_still_count_after_echoes():
+    playground = AttentionPlayground()
+    first = playground.controls["query"][0]
+    playground.query_word = "cat"
+    first.value = snapped(first, 0.5)  # the echo of the current value
+    first.value = snapped(first, 1.25)  # the learner drags
+    assert playground.query_word is None and playground.query[0] == snapped(first, 1.25)
+    first.value = snapped(first, 2.0)  # and may drag back to a value Python had set long ago
+    assert playground.query[0] == snapped(first, 2.0)
+    playground.controls["scale"].value = 4.0
+    assert playground.scale == 4.0
+
+
+def test_playground_value_plot_labels_each_point_once():
+    playground = AttentionPlayground()  # "the" stands twice, with the same value
+    svg = view_html(playground)
+    plane = svg[svg.index("values (dot size"):]
+    assert plane.count(">the ×2<") == 1 and plane.count(">the<") == 0
+    assert plane.count("<circle") == len(set(map(tuple, playground.value_vectors)))
 
 
 def test_playground_repr_is_stable():

@@ -86,7 +86,7 @@ def check_merge_heads(candidate) -> str:
 
 
 def _mha_variant(ref: MultiHeadAttention, x, mask, split_mode="ok", merge_mode="ok", out_proj=True, same_projection=False,
-                 **attention_kw):
+                 keys_as_values=False, **attention_kw):
     """What ``ref`` computes, or the same with one classic mistake: (output, weights)."""
     B, T, D = x.shape
     H, d_head = ref.n_heads, ref.d_head
@@ -95,6 +95,7 @@ def _mha_variant(ref: MultiHeadAttention, x, mask, split_mode="ok", merge_mode="
         return t.reshape(B, H, T, d_head) if split_mode == "no transpose" else split_heads(t, H)
 
     k_layer, v_layer = (ref.q_proj, ref.q_proj) if same_projection else (ref.k_proj, ref.v_proj)
+    v_layer = k_layer if keys_as_values else v_layer
     heads, weights = attention_variant(split(ref.q_proj(x)), split(k_layer(x)), split(v_layer(x)), mask,
                                        **attention_kw)
     merged = heads.reshape(B, T, D) if merge_mode == "no transpose" else merge_heads(heads)
@@ -112,6 +113,8 @@ def _mha_mistakes(ref: MultiHeadAttention):
          {"merge_mode": "no transpose"}),
         ("out_proj is not applied to the merged heads", {"out_proj": False}),
         ("q_proj is used for the keys and values too: use k_proj and v_proj", {"same_projection": True}),
+        ("the weights average the keys (weights @ k): they must average the values, weights @ v "
+         "(v from v_proj)", {"keys_as_values": True}),
     ]
     return found
 

@@ -1,13 +1,14 @@
 """Checks for lesson 06, positions: the sinusoidal table, adding it to token vectors, how alike two
-positions look."""
+positions look, and a head that looks a fixed number of positions back through the rotation R_k."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..attention import causal_mask
 from ..positions import sinusoidal_positions
-from ._core import Inputs, call, check, compare, non_contiguous, summary
+from ._core import Fail, Inputs, call, check, compare, non_contiguous, summary
 
 LESSON = "06_positions"
 
@@ -130,3 +131,75 @@ def check_position_similarity(candidate) -> str:
         compare(got, expected, label, mistakes)
     return summary(len(cases), ["T = 1", "rows of very different lengths", "non-contiguous positions"],
                    "matches the cosine similarity")
+
+
+def shift_matrix(k: int, d: int) -> torch.Tensor:
+    """``(d, d)`` rotation R_k with ``P[t + k] = R_k @ P[t]`` for the sinusoidal table P: one 2 x 2 block per
+    (sin, cos) feature pair, turning it by the angle ``k * omega_i`` (lesson 06)."""
+    omega = 10000 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
+    cos, sin = torch.cos(k * omega), torch.sin(k * omega)
+    R = torch.zeros(d, d, dtype=torch.float64)
+    R[0::2, 0::2], R[0::2, 1::2] = torch.diag(cos), torch.diag(sin)
+    R[1::2, 0::2], R[1::2, 1::2] = torch.diag(-sin), torch.diag(cos)
+    return R.float()
+
+
+def _look_back_variant(positions, back, sharpness, shift=None, mask=True, divide_sqrt=False, softmax_dim=-1):
+    """The head's weights as defined (the defaults) or with one classic mistake."""
+    T, d = positions.shape
+    R = shift_matrix(-back if shift is None else shift, d)
+    queries = positions @ R.T  # (T, d): row t is R P[t] = P[t - back]
+    scores = sharpness * (queries @ positions.T)  # (query, key)
+    if divide_sqrt:
+        scores = scores / d ** 0.5
+    if mask:
+        scores = scores.masked_fill(~causal_mask(T), float("-inf"))
+    return scores.softmax(dim=softmax_dim)
+
+
+def look_back_weights(positions, back, sharpness):
+    """``(T, T)`` weights of a head that looks ``back`` positions back: queries ``R_{-back} P[t]``, keys ``P[s]``,
+    scores ``sharpness * query · key``, a causal mask, softmax over the keys; ``positions (T, d)`` a sinusoidal
+    table."""
+    return _look_back_variant(positions, back, sharpness)
+
+
+@check("look_back_weights", lesson=LESSON, reference=look_back_weights)
+def check_look_back_weights(candidate) -> str:
+    """``look_back_weights(positions (T, d), back, sharpness) -> (T, T)`` attention weights (query, key)."""
+    rng = Inputs()
+    cases = []
+    for T, d, back, sharpness in [(rng.int(8, 14), rng.choice((16, 32)), 2, rng.choice((2.0, 3.0))),
+                                  (rng.int(6, 10), rng.choice((8, 16)), rng.int(1, 4), rng.choice((1.0, 2.5))),
+                                  (rng.int(20, 30), 32, rng.int(3, 6), 4.0), (1, 8, 1, 2.0)]:
+        cases.append((f"T {T}, d {d}, back {back}, sharpness {sharpness}", sinusoidal_positions(T, d), back,
+                       sharpness))
+    for label, positions, back, sharpness in cases:
+        got = call(candidate, (positions.clone(), back, sharpness), ("positions", "back", "sharpness"), label)
+        expected = look_back_weights(positions, back, sharpness)
+        T = positions.shape[0]
+
+        def variant(**kw):
+            return lambda: _look_back_variant(positions, back, sharpness, **kw)
+
+        mistakes = [
+            ("the queries look forward: shift_matrix(+back) (or P @ R instead of P @ R.T) turns P[t] into "
+             "P[t + back]; the head must ask for t - back", variant(shift=back)),
+            ("no causal mask: the head must not see later positions", variant(mask=False)),
+            ("the causal mask and the rotation are both missing: the queries are P[t] itself",
+             variant(shift=0, mask=False)),
+            ("the queries are not rotated: query P[t] scores position t itself highest", variant(shift=0)),
+            ("scores divided by √d: here the score is sharpness · query · key, nothing else",
+             variant(divide_sqrt=True)),
+            ("softmax over the queries instead of the keys: each query's weights must sum to 1 (dim=-1)",
+             variant(softmax_dim=-2)),
+            ("sharpness not applied: multiply the scores by it before the softmax",
+             lambda: _look_back_variant(positions, back, 1.0)),
+        ]
+        if T > 1 and isinstance(got, torch.Tensor) and got.shape == expected.shape and got.dtype == expected.dtype \
+                and torch.isfinite(got).all() and not torch.allclose(got.sum(-1), torch.ones(T), atol=1e-4):
+            if not any(torch.allclose(got, m(), atol=1e-5) for _, m in mistakes):
+                raise Fail(f"the weights of a query do not sum to 1 ({label}): softmax over the keys, dim=-1")
+        compare(got, expected, label, mistakes, what="the weights")
+    return summary(len(cases), ["back 1 to 5", "T = 1", "a long sequence"],
+                   "weights match the look-back head")

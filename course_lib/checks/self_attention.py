@@ -1,5 +1,5 @@
-"""Checks for lesson 04, self-attention: the causal mask, scaled dot-product attention, and the
-experiment showing that attention alone ignores word order."""
+"""Checks for lesson 04, self-attention: the causal mask, a local (sliding-window) mask, scaled dot-product
+attention, and the experiment showing that attention alone ignores word order."""
 
 from __future__ import annotations
 
@@ -80,6 +80,50 @@ def check_causal_mask(candidate) -> str:
                        f"e.g. with .bool()")
         compare(got, expected, label, mistakes, what="the mask")
     return summary(len(sizes), ["T = 1", "T = 2", "a long sequence"], "True on and below the diagonal")
+
+
+def local_mask(T: int, window: int) -> torch.Tensor:
+    """``(T, T)`` bool: True where query t may attend to key s, for the ``window`` last positions up to t:
+    ``t - window < s <= t``. With ``window >= T`` it is the causal mask."""
+    position = torch.arange(T)
+    back = position[:, None] - position[None, :]  # (query, key): how many positions the key lies back
+    return (back >= 0) & (back < window)
+
+
+@check("local_mask", lesson=LESSON, reference=local_mask)
+def check_local_mask(candidate) -> str:
+    """``local_mask(T, window) -> (T, T)`` bool, True where ``t - window < s <= t``: each position sees
+    itself and the ``window - 1`` positions before it, never a later one."""
+    rng = Inputs()
+    T1 = rng.int(6, 10)
+    T2 = rng.int(3, 7)
+    cases = [(T1, rng.int(2, T1 - 2)), (rng.int(4, 8), 1), (T2, T2 + rng.int(0, 3)), (1, rng.int(1, 3)),
+             (rng.int(20, 40), rng.int(3, 6))]
+    for T, window in cases:
+        label = f"T = {T}, window = {window}"
+        got = call(candidate, (T, window), ("T", "window"), label)
+        expected = local_mask(T, window)
+        mistakes = [
+            ("one key too many: the window counts the position itself, so query t sees keys t - window + 1 "
+             "... t", lambda: local_mask(T, window + 1)),
+            ("one key too few: the window counts the position itself, so query t sees keys t - window + 1 "
+             "... t", lambda: local_mask(T, window - 1)),
+            ("the position itself is blocked: query t must see key t, the window ends at t", lambda: local_mask(
+                T, window + 1) & ~torch.eye(T, dtype=torch.bool)),
+            ("a band on both sides of the diagonal: query t may not see later keys (s <= t)",
+             lambda: local_mask(T, window) | local_mask(T, window).T),
+            ("mask convention inverted: True means 'may attend'", lambda: ~local_mask(T, window)),
+            ("the window looks forward: rows are queries and columns keys, so query t sees keys at or "
+             "before t (is the mask transposed?)", lambda: local_mask(T, window).T),
+            ("the window is ignored: that is the causal mask", lambda: causal_mask(T)),
+        ]
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool and got.shape == expected.shape \
+                and torch.equal(got.detach().to(torch.float64), expected.double()):
+            raise Fail(f"returns dtype {got.dtype} ({label}): return a bool tensor (True = may attend), "
+                       f"e.g. with .bool()")
+        compare(got, expected, label, mistakes, what="the mask")
+    return summary(len(cases), ["window 1", "a window as long as the sequence", "T = 1", "a long sequence"],
+                   "True for the window's keys up to each query")
 
 
 def _attention_cases(rng: Inputs):

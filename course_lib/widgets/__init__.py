@@ -182,7 +182,8 @@ class AttentionExplorer(widgets.VBox):
         self._view_control = widgets.ToggleButtons(options=[(_VIEW_LABELS[v], v) for v in VIEWS],
                                                    value=self.view, style=_BUTTONS)
         self._compare_layer_control = widgets.Dropdown(options=[(f"layer {i}", i) for i in range(self.n_layers)],
-                                                       value=self.compare_layer, description="compare with")
+                                                       value=self.compare_layer, description="compare with",
+                                                       style={"description_width": "initial"})
         self._compare_control = widgets.Dropdown(options=heads, value=self.compare_head)
         for control, name in ((self._layer_control, "layer"), (self._head_control, "head"),
                               (self._query_control, "query"), (self._view_control, "view"),

@@ -45,6 +45,39 @@ def _matrix(x, name: str, rows: int, cols: int | None = None) -> np.ndarray:
     return a
 
 
+class _SliderEchoes:
+    """What Python sent to one slider that the browser may still send back, rounded to the slider's step.
+
+    A browser rounds a slider's value to the slider's grid when it draws the slider or receives a new value,
+    and sends the rounded value back (2.0 comes back as 2.000000000000001). During Run All such an echo of an
+    *old* value can reach the kernel after Python has already moved on: it must not count as the learner's
+    move. ``sent`` holds the values sent since the browser last answered with the newest one.
+    """
+
+    def __init__(self, slider: widgets.FloatSlider):
+        self.slider = slider
+        self.sent: list[float] = []
+
+    def send(self, value: float) -> None:
+        """Set the slider from Python (the caller suppresses its own observers)."""
+        if self.slider.value != value and (not self.sent or self.sent[-1] != value):
+            self.sent = (self.sent + [value])[-8:]
+        self.slider.value = value
+
+    def _near(self, a: float, b: float) -> bool:
+        return abs(a - b) <= self.slider.step / 2 + 1e-9 * max(1.0, abs(b))
+
+    def classify(self, value: float) -> str:
+        """"current": the newest sent value, rounded; "stale": an older sent value; "move": the learner's."""
+        if self.sent and self._near(value, self.sent[-1]):
+            self.sent = self.sent[-1:]
+            return "current"
+        if any(self._near(value, old) for old in self.sent[:-1]):
+            return "stale"
+        self.sent = []
+        return "move"
+
+
 class PlaygroundError(traitlets.TraitError, ValueError):
     """An invalid playground state; a ValueError, and a TraitError so traitlets keeps the old value."""
 
@@ -206,21 +239,38 @@ class AttentionPlayground(widgets.VBox):
                                 for i in range(len(self.query))]
         self._scale_control = widgets.FloatSlider(min=0.0, max=max(5.0, 2 * self.scale), step=0.05,
                                                   description="scale", readout_format=".2f")
+        self._query_echoes = [_SliderEchoes(slider) for slider in self._query_controls]
+        self._scale_echoes = _SliderEchoes(self._scale_control)
         self._sync_controls()
         self._asker_control.observe(
             lambda c: self._from_control("asker", None if c["new"] == _BY_HAND else c["new"]), names="value")
         for i, slider in enumerate(self._query_controls):
             slider.observe(lambda c, i=i: self._from_slider(i, c["new"]), names="value")
-        self._scale_control.observe(lambda c: self._from_control("scale", c["new"]), names="value")
+        self._scale_control.observe(lambda c: self._from_scale_slider(c["new"]), names="value")
         self._caption = widgets.HTML()
         self._view = widgets.HTML()
         self.children = [self._asker_control, *self._query_controls, self._scale_control, self._caption, self._view]
 
     def _from_slider(self, i: int, value: float) -> None:
-        if not self._syncing:
+        if self._syncing:
+            return
+        kind = self._query_echoes[i].classify(value)
+        if kind == "stale":  # an old value coming back from the browser: Python's state wins
+            self._sync_controls()
+        elif kind == "move":
             query = list(self.query)
             query[i] = value
             self.query = tuple(query)
+        # "current": the browser rounded the value Python sent; the state keeps Python's exact value
+
+    def _from_scale_slider(self, value: float) -> None:
+        if self._syncing:
+            return
+        kind = self._scale_echoes.classify(value)
+        if kind == "stale":
+            self._sync_controls()
+        elif kind == "move":
+            self.scale = value
 
     def _from_control(self, name: str, value) -> None:
         if not self._syncing:
@@ -230,11 +280,11 @@ class AttentionPlayground(widgets.VBox):
         syncing, self._syncing = self._syncing, True
         try:
             self._asker_control.value = _BY_HAND if self.asker is None else self.asker
-            for slider, v in zip(self._query_controls, self.query):
+            for slider, echoes, v in zip(self._query_controls, self._query_echoes, self.query):
                 slider.max, slider.min = max(slider.max, abs(v)), min(slider.min, -abs(v))
-                slider.value = v
+                echoes.send(v)
             self._scale_control.max = max(self._scale_control.max, self.scale)
-            self._scale_control.value = self.scale
+            self._scale_echoes.send(self.scale)
         finally:
             self._syncing = syncing
 
@@ -304,11 +354,19 @@ def plane_svg(values: np.ndarray, words: list[str], weights: np.ndarray, output:
              f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#bbb"/>',
              f'<text x="{pad + size / 2}" y="{size + 2 * pad - 6}" text-anchor="middle">value[0]</text>',
              f'<text transform="translate(14 {pad + size / 2}) rotate(-90)" text-anchor="middle">value[1]</text>']
+    # Words with the same value (the two "the"s) share one dot, sized by their summed weight, and one label.
+    points: dict[tuple[float, float], list] = {}
     for value, word, w in zip(values, words, weights):
+        entry = points.setdefault((round(float(value[0]), 9), round(float(value[1]), 9)), [value, [], 0.0])
+        entry[1].append(word)
+        entry[2] += float(w)
+    for value, names, w in points.values():
         x, y = at(value)
+        label = ", ".join(f"{name} ×{names.count(name)}" if names.count(name) > 1 else name
+                          for name in dict.fromkeys(names))
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{3 + 14 * np.sqrt(w):.1f}" fill="#1f77b4" '
                      f'fill-opacity="0.55"/>')
-        parts.append(f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" font-size="11">{escape(word)}</text>')
+        parts.append(f'<text x="{x + 6:.1f}" y="{y - 6:.1f}" font-size="11">{escape(label)}</text>')
     x, y = at(output)
     parts.append(f'<text x="{x:.1f}" y="{y + 8:.1f}" text-anchor="middle" font-size="24" fill="#d62728">★</text>')
     parts.append("</svg>")

@@ -121,25 +121,35 @@ def _colours(weights: np.ndarray) -> np.ndarray:
     return np.vectorize(lambda r, g, b: f"#{r:02x}{g:02x}{b:02x}")(rgb[..., 0], rgb[..., 1], rgb[..., 2])
 
 
-def heatmap_html(weights: np.ndarray, tokens: list[str], title: str, query: int | None = None) -> str:
+def heatmap_html(weights: np.ndarray, tokens: list[str], title: str, query: int | None = None,
+                 compact: bool = False) -> str:
     """One head as an HTML table: ``weights (query, key)`` with token labels and values.
 
     A table rather than a figure: it redraws in about a millisecond, its numbers are text, and it
-    stays sharp at any zoom. The selected query row is outlined. Every token is escaped.
+    stays sharp at any zoom. The selected query row is outlined. Every token is escaped. Each cell leaves
+    room around its number, so neighbouring numbers never touch. ``compact``: small cells whose number
+    shows when you hover (its ``title``), so that two heads of a long sentence fit side by side.
     """
     T = len(tokens)
     colours = _colours(weights)
     labels = [escape(t) for t in tokens]
-    cell = "width:2.6em;height:1.7em;text-align:center;padding:0;border:1px solid #fff"
+    if compact:
+        cell = "width:18px;min-width:18px;height:18px;padding:0;border:1px solid #fff"
+    else:  # "0.00" is 4 characters: 4.8 characters of room leaves a gap between neighbours
+        cell = "min-width:4.8ch;height:1.7em;text-align:center;padding:0 3px;border:1px solid #fff"
     head = "".join(f'<th style="writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;'
                    f'font-weight:normal;padding:2px">{label}</th>' for label in labels)
     rows = []
     for i in range(T):
         chosen = i == query  # the selected query: an orange label and an orange frame around its row
         frame = ";border-top:2px solid #ff9800;border-bottom:2px solid #ff9800" if chosen else ""
-        cells = "".join(f'<td style="{cell}{frame};background:{colours[i, j]};'
-                        f'color:{"#fff" if weights[i, j] > 0.6 else "#000"}">{weights[i, j]:.2f}</td>'
-                        for j in range(T))
+        if compact:
+            cells = "".join(f'<td style="{cell}{frame};background:{colours[i, j]}" '
+                            f'title="{labels[i]} → {labels[j]}: {weights[i, j]:.2f}"></td>' for j in range(T))
+        else:
+            cells = "".join(f'<td style="{cell}{frame};background:{colours[i, j]};'
+                            f'color:{"#fff" if weights[i, j] > 0.6 else "#000"}">{weights[i, j]:.2f}</td>'
+                            for j in range(T))
         label_background = "background:#ffcc80;" if chosen else ""
         rows.append(f'<tr><th style="{label_background}text-align:right;font-weight:normal;padding:0 4px">'
                     f'{i}: {labels[i]}</th>{cells}</tr>')
@@ -151,9 +161,14 @@ def heatmap_html(weights: np.ndarray, tokens: list[str], title: str, query: int 
 
 def compare_html(left: np.ndarray, right: np.ndarray, tokens: list[str], titles: tuple[str, str],
                  query: int | None) -> str:
-    """Two heads side by side on one colour scale: ``left``, ``right`` are ``(query, key)``."""
-    tables = "".join(f'<div>{heatmap_html(w, tokens, t, query)}</div>' for w, t in zip((left, right), titles))
-    return f'<div style="display:flex;gap:24px;flex-wrap:wrap">{tables}</div>'
+    """Two heads side by side on one colour scale: ``left``, ``right`` are ``(query, key)``. They stay side by
+    side (the row scrolls sideways if the page is too narrow); beyond 8 tokens the cells are compact, their
+    numbers shown when you hover."""
+    compact = len(tokens) > 8
+    tables = "".join(f'<div style="flex:none">{heatmap_html(w, tokens, t, query, compact)}</div>'
+                     for w, t in zip((left, right), titles))
+    hint = ('<div style="color:#666;font-size:12px">hover a cell for its weight</div>' if compact else "")
+    return f'{hint}<div style="display:flex;gap:24px;flex-wrap:nowrap;overflow-x:auto">{tables}</div>'
 
 
 def thumbnail_png(weights: np.ndarray) -> bytes:
