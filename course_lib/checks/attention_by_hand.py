@@ -63,12 +63,14 @@ def check_softmax(candidate) -> str:
     for label, scores in cases:
         got = call(candidate, (scores,), ("scores",), label)
         expected = torch.softmax(scores, dim=-1)
+        # The global shift first: on a row far below the rest it gives the same NaN as no shift at all, and a
+        # learner whose answer passed the large-scores case did subtract a maximum.
         mistakes = [
-            ("overflows for large scores (exp(1000) = inf): subtract the largest score before exp; the "
-             "result does not change", lambda: scores.exp() / scores.exp().sum(-1, keepdim=True)),
             ("subtracted the largest score of the whole tensor (scores.max()), not each row's own: a row far "
              "below it gets exp(...) = 0 everywhere and 0 / 0 = NaN; take the max over the last axis, "
              "keepdim=True", lambda: _global_shift(scores)),
+            ("overflows for large scores (exp(1000) = inf): subtract the largest score before exp; the "
+             "result does not change", lambda: scores.exp() / scores.exp().sum(-1, keepdim=True)),
             ("normalised over the whole tensor instead of each row: sum over the last axis, keepdim=True",
              lambda: scores.exp() / scores.exp().sum()),
             ("normalised over the first axis (dim=0) instead of the last (dim=-1)",
