@@ -47,6 +47,7 @@ EMBED_RIGHT = [
 EMBED_WRONG = [
     ("off by one", lambda ids, table: table[ids - 1], "off by one"),
     ("fresh nn.Embedding", lambda ids, table: nn.Embedding(*table.shape)(ids), "new nn.Embedding"),
+    (".long() rows", lambda ids, table: table[ids].long(), "returns integers"),
     ("one-hot only", lambda ids, table: F.one_hot(ids, table.shape[0]).float(), "one-hot vectors"),
     ("columns", lambda ids, table: table.T[ids], ("IndexError", "columns of the table")),
     ("summed features", lambda ids, table: table[ids].sum(-1), "the output has shape ("),
@@ -259,6 +260,7 @@ SOFTMAX_RIGHT = [
 ]
 SOFTMAX_WRONG = [
     ("no max subtraction", lambda x: x.exp() / x.exp().sum(-1, keepdim=True), "overflows"),
+    ("global max", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(-1, keepdim=True), "each row's own"),
     ("sum of everything", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(), "whole tensor"),
     ("dim 0", lambda x: torch.softmax(x, dim=0), "first axis"),
     ("no exp", lambda x: x / x.sum(-1, keepdim=True), "exp is missing"),
@@ -437,7 +439,7 @@ MERGE_WRONG = [
 
 
 def make_mha(scale="d_head", split_transpose=True, merge_transpose=True, use_out_proj=True, mask_mode="before",
-             softmax_dim=-1, average_weights=False, per_head_loop=False, builtin=False):
+             softmax_dim=-1, average_weights=False, per_head_loop=False, builtin=False, values_from_keys=False):
     """A learner's MultiHeadAttention; the defaults are right, each argument is one mistake."""
 
     class LearnerMultiHeadAttention(nn.Module):
@@ -458,6 +460,7 @@ def make_mha(scale="d_head", split_transpose=True, merge_transpose=True, use_out
         def forward(self, x, mask=None):
             B, T, D = x.shape
             q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
+            v = k if values_from_keys else v
             if per_head_loop:
                 outs, weights = [], []
                 for h in range(self.n_heads):
@@ -514,6 +517,7 @@ MHA_WRONG = [
     ("mask after softmax", make_mha(mask_mode="after"), "mask applied after softmax"),
     ("softmax over queries", make_mha(softmax_dim=-2), "softmax over the queries instead of the keys"),
     ("weights averaged over heads", make_mha(average_weights=True), "averaged over the heads"),
+    ("weights @ keys", make_mha(values_from_keys=True), "the weights average the keys (weights @ k)"),
     ("fused qkv layer", FusedQKV, "needs self.q_proj"),
     ("no bias", NoBias, "self.q_proj has no bias: use nn.Linear(d_model, d_model) with its bias"),
     ("an instance", course_lib.MultiHeadAttention(8, 2), "pass the class itself"),
