@@ -225,10 +225,12 @@ def format_seed_matrix(matrix: dict) -> str:
 # re-run at other thread counts by ``bench --notebooks`` instead of by the test command.
 TRAINING_NOTEBOOKS = ("notebooks/02_learning.ipynb", "notebooks/07_transformer_block.ipynb",
                       "notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
+                      "notebooks/11_vision_transformer.ipynb", "notebooks/12_representations.ipynb",
                       "notebooks/extras/attention_explorer.ipynb")
-# Lesson 08 trains the reference model and its baselines; lesson 09 and the explorer load the model, or
-# train it: minutes at every count.
+# Lesson 08 trains the reference model and its baselines; 09, 12 and the explorer load the model, or train
+# it; 11 trains a ViT and three baselines: most of a minute each at every count, too long for the test command.
 SLOW_TRAINING_NOTEBOOKS = ("notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
+                           "notebooks/11_vision_transformer.ipynb", "notebooks/12_representations.ipynb",
                            "notebooks/extras/attention_explorer.ipynb")
 
 

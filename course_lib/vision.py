@@ -36,6 +36,10 @@ class VisionTransformer(nn.Module):
         self.stack = TransformerStack(d_model, n_heads, n_layers, dropout=dropout)
         self.head = nn.Linear(d_model, n_classes)
         self.apply(init_weights)
+        # A patch holds a few pixels only (4 for a 2 x 2 patch): with GPT-2's tiny weights (std 0.02) its vector
+        # starts far smaller than the learned positions and training sat on a plateau for 100+ steps on the
+        # digits (measured); PyTorch's default scale (uniform, bound 1/sqrt(pixels per patch)) starts at once.
+        self.patch_embed.reset_parameters()
 
     def encode(self, images: torch.Tensor, return_attention: bool = False):
         """The pooled representation ``(batch, d_model)`` (and the attention if asked)."""

@@ -106,3 +106,37 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci_lines = [line.strip() for line in ci.splitlines()]
     assert test_command in ci_lines, f".ci/run does not call the README's test command {test_command!r}"
     assert "--nbval-lax" not in ci + (ROOT / "pyproject.toml").read_text()
+
+
+def _minutes_of_lesson(path) -> int:
+    opening = source(json.loads(path.read_text())["cells"][0])
+    found = re.search(r"\*\*Time:\*\*\s*about (\d+) minutes", opening)
+    assert found, f"{name(path)}: the first cell does not say '**Time:** about N minutes'"
+    return int(found.group(1))
+
+
+def _minutes_of_exercises(path) -> int:
+    headers = [source(c) for c in json.loads(path.read_text())["cells"]
+               if c["cell_type"] == "markdown" and source(c).startswith("## Exercise")]
+    return sum(int(re.search(r"about (\d+) minutes", h).group(1)) for h in headers)
+
+
+def test_the_course_map_gives_each_lessons_time_and_exercise_time_and_they_add_up():
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 6 and re.fullmatch(r"\d\d|total", cells[0]):
+            rows[cells[0]] = cells
+    assert sorted(k for k in rows if k != "total") == [p.name[:2] for p in lessons()]
+    total_lesson = total_exercises = 0
+    for path in lessons():
+        number, cells = path.name[:2], rows[path.name[:2]]
+        assert f"(notebooks/{path.name})" in cells[1], f"course map row {number} does not link {path.name}"
+        lesson = _minutes_of_lesson(path)
+        assert cells[3] == f"{lesson} min", f"course map row {number}: lesson time {cells[3]!r}, the notebook says {lesson} min"
+        solution = ROOT / "solutions" / path.name
+        exercises = _minutes_of_exercises(solution) if solution.exists() else 0
+        assert cells[4] == (f"{exercises} min" if exercises else ""), \
+            f"course map row {number}: exercise time {cells[4]!r}, the exercise headers add up to {exercises} min"
+        total_lesson, total_exercises = total_lesson + lesson, total_exercises + exercises
+    assert rows["total"][3:5] == [f"{total_lesson} min", f"{total_exercises} min"], rows["total"]

@@ -77,7 +77,8 @@ def test_heads_diagram_draws_one_box_per_head():
 
 def public_objects():
     for module_name in ("attention", "positions", "block", "language_model", "classifier", "vision", "recurrent",
-                        "vocab", "grammar", "images", "training", "analysis", "plots", "reference"):
+                        "vocab", "grammar", "images", "training", "analysis", "plots", "reference", "evaluation",
+                        "digits", "probes"):
         module = getattr(__import__(f"course_lib.{module_name}"), module_name)
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:

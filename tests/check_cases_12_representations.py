@@ -1,0 +1,133 @@
+"""Right and wrong learner answers to lesson 12's exercises (representations), for tests/test_checks.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from course_lib.grammar import ADJECTIVES, ADVERBS
+
+# --- probe_accuracy -------------------------------------------------------------------------------------------------
+
+
+def probe_scaled(train_x, train_y, test_x, test_y):
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, random_state=0))
+    return float(model.fit(train_x, train_y).score(test_x, test_y))
+
+
+def probe_plain(train_x, train_y, test_x, test_y):
+    return LogisticRegression(max_iter=2000, random_state=0).fit(train_x, train_y).score(test_x, test_y)
+
+
+def probe_by_hand_predict(train_x, train_y, test_x, test_y):
+    model = LogisticRegression(max_iter=2000, random_state=1).fit(np.asarray(train_x), np.asarray(train_y))
+    return float(np.mean(model.predict(np.asarray(test_x)) == np.asarray(test_y)))
+
+
+def probe_on_training_data(train_x, train_y, test_x, test_y):
+    return probe_scaled(train_x, train_y, train_x, train_y)
+
+
+def probe_fit_on_test(train_x, train_y, test_x, test_y):
+    return probe_scaled(test_x, test_y, test_x, test_y)
+
+
+def probe_nearest_neighbour(train_x, train_y, test_x, test_y):
+    return float(KNeighborsClassifier(1).fit(train_x, train_y).score(test_x, test_y))
+
+
+def probe_percent(train_x, train_y, test_x, test_y):
+    return 100 * probe_scaled(train_x, train_y, test_x, test_y)
+
+
+PROBE_RIGHT = [("scaled logistic regression", probe_scaled), ("plain logistic regression", probe_plain),
+               ("predict and compare", probe_by_hand_predict)]
+PROBE_WRONG = [
+    ("scored on the training data", probe_on_training_data, ("scored the probe on the training vectors",
+                                                             "opposite of the training rule")),
+    ("fitted on the test data", probe_fit_on_test, ("fitted on the test vectors", "opposite of the training rule",
+                                                    "scores about")),
+    ("a nearest neighbour, not linear", probe_nearest_neighbour, ("not a linear probe", "scores about")),
+    ("a percentage", probe_percent, "percentage"),
+    ("forgot return", lambda *args: None, "forget `return`"),
+]
+
+# --- nearest_neighbour_accuracy ---------------------------------------------------------------------------------------
+
+
+def nn_numpy(train_x, train_y, test_x, test_y):
+    train_x, test_x = np.asarray(train_x, dtype=float), np.asarray(test_x, dtype=float)
+    distances = ((test_x[:, None] - train_x[None]) ** 2).sum(-1)
+    return float((np.asarray(train_y)[distances.argmin(1)] == np.asarray(test_y)).mean())
+
+
+def nn_cdist(train_x, train_y, test_x, test_y):
+    train_x, train_y, test_x, test_y = (torch.as_tensor(v) for v in (train_x, train_y, test_x, test_y))
+    closest = torch.cdist(test_x.double(), train_x.double()).argmin(1)
+    return (train_y[closest] == test_y).float().mean().item()
+
+
+def nn_loop(train_x, train_y, test_x, test_y):
+    train_x, test_x = np.asarray(train_x, dtype=float), np.asarray(test_x, dtype=float)
+    right = 0
+    for x, y in zip(test_x, np.asarray(test_y)):
+        right += int(np.asarray(train_y)[np.linalg.norm(train_x - x, axis=1).argmin()] == y)
+    return right / len(test_x)
+
+
+def nn_farthest(train_x, train_y, test_x, test_y):
+    train_x, test_x = np.asarray(train_x, dtype=float), np.asarray(test_x, dtype=float)
+    distances = ((test_x[:, None] - train_x[None]) ** 2).sum(-1)
+    return float((np.asarray(train_y)[distances.argmax(1)] == np.asarray(test_y)).mean())
+
+
+def nn_dot(train_x, train_y, test_x, test_y):
+    train_x, test_x = np.asarray(train_x, dtype=float), np.asarray(test_x, dtype=float)
+    return float((np.asarray(train_y)[(test_x @ train_x.T).argmax(1)] == np.asarray(test_y)).mean())
+
+
+def nn_cosine(train_x, train_y, test_x, test_y):
+    train_x, test_x = np.asarray(train_x, dtype=float), np.asarray(test_x, dtype=float)
+    train_x = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+    test_x = test_x / np.linalg.norm(test_x, axis=1, keepdims=True)
+    return float((np.asarray(train_y)[(test_x @ train_x.T).argmax(1)] == np.asarray(test_y)).mean())
+
+
+NN_RIGHT = [("NumPy broadcasting", nn_numpy), ("torch.cdist", nn_cdist), ("loop over test vectors", nn_loop)]
+NN_WRONG = [
+    ("farthest", nn_farthest, "farthest training vector"),
+    ("dot product", nn_dot, ("largest dot product", "returned")),
+    ("cosine", nn_cosine, ("cosine similarity", "largest dot product", "returned")),
+    ("the retrieved labels", lambda a, b, c, d: np.asarray(b)[:len(c)], "expected the accuracy"),
+]
+
+# --- property_labels --------------------------------------------------------------------------------------------------
+
+LABELS_RIGHT = [
+    ("adverb first", lambda sentences: torch.tensor([int(s.tokens[1] in ADVERBS) for s in sentences])),
+    ("adjective before the subject", lambda sentences: np.array([s.tokens[s.subject - 1] in ADJECTIVES for s in sentences])),
+    ("attractor count, a list", lambda sentences: [len(s.attractors) for s in sentences]),
+]
+LABELS_WRONG = [
+    ("random", lambda sentences: torch.randint(0, 2, (len(sentences),)), ("must not be random", "reordered")),
+    ("by place in the list", lambda sentences: [i % 2 for i in range(len(sentences))], "reordered"),
+    ("one class", lambda sentences: [0] * len(sentences), "same label"),
+    ("strings", lambda sentences: [s.number for s in sentences], "dtype"),
+    ("one label", lambda sentences: 1, "expected one label per sentence"),
+]
+
+CASES = {
+    "probe_accuracy": (PROBE_RIGHT, PROBE_WRONG),
+    "nearest_neighbour_accuracy": (NN_RIGHT, NN_WRONG),
+    "property_labels": (LABELS_RIGHT, LABELS_WRONG),
+}
+
+NAMED_MISTAKES = [
+    ("probe_accuracy", probe_percent, "percentage"),
+    ("nearest_neighbour_accuracy", nn_farthest, "farthest training vector"),
+    ("property_labels", LABELS_WRONG[1][1], "do not follow their sentences"),
+]

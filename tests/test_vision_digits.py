@@ -1,0 +1,62 @@
+"""course_lib.digits and the vision transformer on real pixels (lesson 11)."""
+
+import pytest
+import torch
+
+from course_lib.digits import (DIGIT_VIT, DigitSplit, accuracy, digit_cnn, digit_mlp, digit_vit, load_digit_split,
+                               predict, train_classifier)
+from course_lib.images import image_to_patches
+
+
+def test_the_split_is_fixed_by_its_seed_stratified_and_disjoint():
+    split = load_digit_split(seed=0)
+    assert isinstance(split, DigitSplit)
+    assert split.train_images.shape == (1347, 1, 8, 8) and split.test_images.shape == (450, 1, 8, 8)
+    assert 0 <= float(split.train_images.min()) and float(split.train_images.max()) <= 1
+    assert torch.equal(load_digit_split(seed=0).test_labels, split.test_labels)
+    assert not torch.equal(load_digit_split(seed=1).test_labels, split.test_labels)
+    counts = torch.bincount(split.test_labels)
+    assert counts.min() >= 43 and counts.max() <= 46  # every digit keeps its share
+    train_rows = {tuple(row.tolist()) for row in split.train_images.flatten(1)}
+    overlap = sum(tuple(row.tolist()) in train_rows for row in split.test_images.flatten(1))
+    assert overlap < 5  # a handful of digits are drawn identically twice in the data set; none are shared rows
+    x, y, tx, ty = split.flat()
+    assert x.shape == (1347, 64) and ty.shape == (450,)
+
+
+@pytest.mark.parametrize("bad", [0, 1, -0.1, "0.2"])
+def test_a_bad_test_fraction_is_refused(bad):
+    with pytest.raises((ValueError, TypeError)):
+        load_digit_split(test_fraction=bad)
+
+
+def test_the_models_read_digits_and_give_ten_scores():
+    images = load_digit_split().test_images[:5]
+    for make in (digit_vit, digit_mlp, digit_cnn):
+        assert make(seed=0)(images).shape == (5, 10)
+    vit = digit_vit(seed=0)
+    assert vit.n_patches == 16 and DIGIT_VIT["patch"] == 2
+    assert torch.equal(digit_vit(seed=3).cls, digit_vit(seed=3).cls)
+    tokens = vit.patch_embed(image_to_patches(images, 2))
+    assert tokens.shape == (5, 16, DIGIT_VIT["d_model"])
+
+
+def test_a_few_steps_of_training_lower_the_loss_and_accuracy_is_a_share():
+    split = load_digit_split()
+    model = digit_mlp(seed=0)
+    history = train_classifier(model, split, seed=0, progress=False, steps=60)
+    assert sum(history.losses[-10:]) / 10 < sum(history.losses[:10]) / 10
+    score = accuracy(model, split.test_images, split.test_labels)
+    assert 0.3 < score <= 1
+    assert predict(model, split.test_images[:7]).shape == (7,)
+    with pytest.raises(TypeError, match="unknown training settings"):
+        train_classifier(model, split, progress=False, epochs=3)
+    with pytest.raises(ValueError, match="7 images but 6 labels"):
+        accuracy(model, split.test_images[:7], split.test_labels[:6])
+
+
+def test_the_patch_layer_starts_at_pytorchs_scale_not_gpt2s():
+    # With std 0.02 a 4-pixel patch's vector was tiny and training sat on a plateau (see vision.py).
+    vit = digit_vit(seed=0)
+    assert float(vit.patch_embed.weight.detach().std()) > 0.1
+    assert float(vit.stack.blocks[0].attn.q_proj.weight.detach().std()) < 0.03  # the blocks keep GPT-2's 0.02
