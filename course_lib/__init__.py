@@ -9,6 +9,7 @@ One module per concept, in lesson order:
     grammar              sentences with ground truth for agreement (05, 08-09)
     evaluation           what a language model learned: held-out loss, agreement, baselines (08)
     analysis, reference  what heads learn (09)
+    speed                why transformers are fast: dependency chains, matched models, timings (10)
     digits, probes       real pixels for a vision transformer; reading information out of vectors (11-12)
     plots                the course's pictures
     threads              one CPU thread unless you choose more (set when course_lib is imported)

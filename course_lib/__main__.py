@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(the test command re-runs only the quick ones at other thread counts)")
     bench.add_argument("--thread-counts", type=thread_counts, default=(1, 2, 4), metavar="1,2,4",
                        help="the thread counts of --seeds and --notebooks, comma-separated (default 1,2,4)")
+    bench.add_argument("--speed", action="store_true",
+                       help="also run lesson 10's longer runs: a GRU and a transformer of matched size at 8 to 1,024 "
+                            "tokens on the CPU (and CUDA if present), agreement after 1,000 steps and after 30 s of "
+                            "training per seed (minutes)")
     bench.add_argument("--record", action="store_true",
                        help="with --seeds: save the matrix as the course's record, which lesson 09 reads "
                             "(course_lib/data/reference_seed_matrix.json)")

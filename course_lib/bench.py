@@ -225,8 +225,8 @@ def format_seed_matrix(matrix: dict) -> str:
 # re-run at other thread counts by ``bench --notebooks`` instead of by the test command.
 TRAINING_NOTEBOOKS = ("notebooks/02_learning.ipynb", "notebooks/07_transformer_block.ipynb",
                       "notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
-                      "notebooks/11_vision_transformer.ipynb", "notebooks/12_representations.ipynb",
-                      "notebooks/extras/attention_explorer.ipynb")
+                      "notebooks/10_speed.ipynb", "notebooks/11_vision_transformer.ipynb",
+                      "notebooks/12_representations.ipynb", "notebooks/extras/attention_explorer.ipynb")
 # Lesson 08 trains the reference model and its baselines; 09, 12 and the explorer load the model, or train
 # it; 11 trains a ViT and three baselines: most of a minute each at every count, too long for the test command.
 SLOW_TRAINING_NOTEBOOKS = ("notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
@@ -324,6 +324,9 @@ def format_table(results: dict) -> str:
                     + ("all pass" if not n["failed"] else f"{n['failed']} thread count(s) fail"))
         for count, output in n["failed_output"].items():
             rows.append(f"--- {count} thread(s):\n{output}")
+    if "speed" in results:
+        from .speed import format_speed_figures
+        rows.append(format_speed_figures(results["speed"]))
     missed = failures(results)
     rows.append("all targets met" if not missed else "missed: " + "; ".join(missed))
     return "\n".join(rows)
@@ -344,6 +347,9 @@ def run(args) -> int:
         runs = notebooks_at_threads(threads=args.thread_counts)
         results["notebooks"] = {"threads": list(runs), "failed": sum(not r["passed"] for r in runs.values()),
                                 "failed_output": {str(k): r["output"] for k, r in runs.items() if not r["passed"]}}
+    if args.speed:
+        from .speed import speed_figures
+        results["speed"] = speed_figures(seeds=range(max(1, args.seeds)))
     failed = missed_targets(results)
     results["passed"], results["failed"] = not failed, failed
     print(json.dumps(results) if args.json else format_table(results))

@@ -1,0 +1,259 @@
+"""Right and wrong answers to lesson 10's exercises, in the format of tests/test_checks.py.
+
+CASES: exercise name -> (right answers, wrong answers); each wrong one names words its diagnosis must contain.
+NAMED_MISTAKES: the classic mistakes, each diagnosed by name. DELEGATING / HAND_BUILT: the built-in that
+does an exercise for the learner, and a hand-built answer that gets no note.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+from course_lib.speed import dependency_graph, longest_chain
+
+# --- rnn_forward -------------------------------------------------------------------------------------------------
+
+
+def rnn_loop(cell, x, h0):
+    h, states = h0, []
+    for t in range(x.shape[1]):
+        h = cell(x[:, t], h)
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
+def rnn_preallocated(cell, x, h0):
+    B, T, _ = x.shape
+    out = x.new_zeros(B, T, cell.hidden_size)
+    h = h0
+    for t in range(T):
+        h = cell(x[:, t, :], h)
+        out[:, t] = h
+    return out
+
+
+def rnn_unbind(cell, x, h0):
+    states, h = [], h0
+    for x_t in x.unbind(dim=1):
+        h = cell(x_t, h)
+        states.append(h.unsqueeze(1))
+    return torch.cat(states, dim=1)
+
+
+def rnn_by_the_equations(cell, x, h0):
+    """The GRU's equations written out with the cell's weights."""
+    h, states = h0, []
+    W_ir, W_iz, W_in = cell.weight_ih.chunk(3)
+    W_hr, W_hz, W_hn = cell.weight_hh.chunk(3)
+    b_ir, b_iz, b_in = cell.bias_ih.chunk(3)
+    b_hr, b_hz, b_hn = cell.bias_hh.chunk(3)
+    for t in range(x.shape[1]):
+        x_t = x[:, t]
+        r = torch.sigmoid(x_t @ W_ir.T + b_ir + h @ W_hr.T + b_hr)
+        z = torch.sigmoid(x_t @ W_iz.T + b_iz + h @ W_hz.T + b_hz)
+        n = torch.tanh(x_t @ W_in.T + b_in + r * (h @ W_hn.T + b_hn))
+        h = (1 - z) * n + z * h
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
+def rnn_no_carry(cell, x, h0):
+    return torch.stack([cell(x[:, t], h0) for t in range(x.shape[1])], dim=1)
+
+
+def rnn_state_before(cell, x, h0):
+    h, states = h0, []
+    for t in range(x.shape[1]):
+        states.append(h)
+        h = cell(x[:, t], h)
+    return torch.stack(states, dim=1)
+
+
+def rnn_backwards(cell, x, h0):
+    h, states = h0, []
+    for t in reversed(range(x.shape[1])):
+        h = cell(x[:, t], h)
+        states.insert(0, h)
+    return torch.stack(states, dim=1)
+
+
+def rnn_swapped(cell, x, h0):
+    h, states = h0, []
+    for t in range(x.shape[1]):
+        h = cell(h, x[:, t])
+        states.append(h)
+    return torch.stack(states, dim=1)
+
+
+def rnn_last_only(cell, x, h0):
+    h = h0
+    for t in range(x.shape[1]):
+        h = cell(x[:, t], h)
+    return h
+
+
+def rnn_time_first(cell, x, h0):
+    return rnn_loop(cell, x, h0).transpose(0, 1)
+
+
+def rnn_list(cell, x, h0):
+    return list(rnn_loop(cell, x, h0).unbind(1))
+
+
+def rnn_no_grad(cell, x, h0):
+    with torch.no_grad():
+        return rnn_loop(cell, x, h0)
+
+
+RNN_RIGHT = [
+    ("loop and stack", rnn_loop),
+    ("preallocated output", rnn_preallocated),
+    ("unbind and cat", rnn_unbind),
+    ("the GRU's equations", rnn_by_the_equations),
+]
+RNN_WRONG = [
+    ("h0 at every step", rnn_no_carry, "uses h0 at every step"),
+    ("the state before each step", rnn_state_before, "from before each step"),
+    ("backwards", rnn_backwards, "reads the sequence backwards"),
+    ("cell(h, x)", rnn_swapped, "takes the input first"),
+    ("only the last state", rnn_last_only, "only the last state"),
+    ("stacked along time first", rnn_time_first, "(time, batch, H)"),
+    ("a list of states", rnn_list, "torch.stack(states, dim=1)"),
+    ("under no_grad", rnn_no_grad, "cut off from autograd"),
+]
+
+# --- sequential_steps --------------------------------------------------------------------------------------------
+
+
+def steps_formula(model_kind, T, n_layers):
+    return T + n_layers - 1 if model_kind == "rnn" else n_layers
+
+
+def steps_wavefront(model_kind, T, n_layers):
+    """The last step (n_layers, T - 1) of the rnn's grid, counted along the diagonal it finishes on."""
+    if model_kind == "transformer":
+        return n_layers
+    return (T - 1) + (n_layers - 1) + 1
+
+
+def steps_by_graph(model_kind, T, n_layers):
+    return longest_chain(dependency_graph(model_kind, T, n_layers))
+
+
+STEPS_RIGHT = [("the closed form", steps_formula), ("counted along the wavefront", steps_wavefront),
+               ("course_lib's graph", steps_by_graph)]
+STEPS_WRONG = [
+    ("T × n_layers", lambda k, T, L: T * L if k == "rnn" else L, "counts T × n_layers"),
+    ("T for the rnn", lambda k, T, L: T if k == "rnn" else L, "ignores n_layers"),
+    ("waits, not steps", lambda k, T, L: T + L - 2 if k == "rnn" else L - 1, "counts the waits"),
+    ("one too many", lambda k, T, L: T + L if k == "rnn" else L, "one step too many"),
+    ("transformer: 1", lambda k, T, L: T + L - 1 if k == "rnn" else 1, "layers as parallel"),
+    ("transformer: T", lambda k, T, L: T + L - 1 if k == "rnn" else T, "positions wait for each other"),
+    ("transformer: T × n_layers", lambda k, T, L: T + L - 1 if k == "rnn" else T * L, "positions wait for each other"),
+    ("transformer: 2 per layer", lambda k, T, L: T + L - 1 if k == "rnn" else 2 * L, "attention and MLP as two"),
+    ("kinds swapped", lambda k, T, L: L if k == "rnn" else T + L - 1, "swapped"),
+    ("a float", lambda k, T, L: float(steps_formula(k, T, L)), "return an int"),
+    ("a tensor", lambda k, T, L: torch.tensor(steps_formula(k, T, L)), "Python int"),
+]
+
+# --- overtaking_length -------------------------------------------------------------------------------------------
+
+
+def overtaking_from_the_end(gru_seconds, transformer_seconds):
+    answer = None
+    for T in sorted(gru_seconds, reverse=True):
+        if transformer_seconds[T] >= gru_seconds[T]:
+            break
+        answer = T
+    return answer
+
+
+def overtaking_all_later(gru_seconds, transformer_seconds):
+    lengths = sorted(gru_seconds)
+    for i, T in enumerate(lengths):
+        if all(transformer_seconds[L] < gru_seconds[L] for L in lengths[i:]):
+            return T
+    return None
+
+
+def overtaking_last_slower(gru_seconds, transformer_seconds):
+    lengths = sorted(gru_seconds)
+    slower = [i for i, T in enumerate(lengths) if transformer_seconds[T] >= gru_seconds[T]]
+    if not slower:
+        return lengths[0]
+    return lengths[slower[-1] + 1] if slower[-1] + 1 < len(lengths) else None
+
+
+def overtaking_first_faster(gru_seconds, transformer_seconds):
+    return next((T for T in sorted(gru_seconds) if transformer_seconds[T] < gru_seconds[T]), None)
+
+
+def overtaking_wrong_way(gru_seconds, transformer_seconds):
+    return overtaking_all_later(transformer_seconds, gru_seconds)
+
+
+def overtaking_ties(gru_seconds, transformer_seconds):
+    lengths = sorted(gru_seconds)
+    for i, T in enumerate(lengths):
+        if all(transformer_seconds[L] <= gru_seconds[L] for L in lengths[i:]):
+            return T
+    return None
+
+
+def overtaking_dict_order(gru_seconds, transformer_seconds):
+    lengths = list(gru_seconds)  # the mistake: trusts the dict's order
+    for i, T in enumerate(lengths):
+        if all(transformer_seconds[L] < gru_seconds[L] for L in lengths[i:]):
+            return T
+    return None
+
+
+def overtaking_index(gru_seconds, transformer_seconds):
+    lengths = sorted(gru_seconds)
+    for i in range(len(lengths)):
+        if all(transformer_seconds[L] < gru_seconds[L] for L in lengths[i:]):
+            return i
+    return None
+
+
+def overtaking_never_as_zero(gru_seconds, transformer_seconds):
+    found = overtaking_all_later(gru_seconds, transformer_seconds)
+    return 0 if found is None else found
+
+
+OVERTAKING_RIGHT = [("from the longest length down", overtaking_from_the_end),
+                    ("faster at every later length", overtaking_all_later),
+                    ("after the last slower length", overtaking_last_slower)]
+OVERTAKING_WRONG = [
+    ("the first faster length", overtaking_first_faster, "returns the first T where the transformer is faster"),
+    ("the wrong way round", overtaking_wrong_way, ("the comparison the right way round", "where the GRU is faster")),
+    ("a tie counted as faster", overtaking_ties, "counts a tie as faster"),
+    ("trusts the dict's order", overtaking_dict_order, "relies on the dicts' order"),
+    ("a position, not a length", overtaking_index, "a position in the list"),
+    ("0 for never", overtaking_never_as_zero, "return None then"),
+]
+
+CASES = {
+    "rnn_forward": (RNN_RIGHT, RNN_WRONG),
+    "sequential_steps": (STEPS_RIGHT, STEPS_WRONG),
+    "overtaking_length": (OVERTAKING_RIGHT, OVERTAKING_WRONG),
+}
+
+NAMED_MISTAKES = [
+    ("rnn_forward", rnn_no_carry, "uses h0 at every step"),
+    ("rnn_forward", rnn_last_only, "returns only the last state"),
+    ("rnn_forward", rnn_swapped, "nn.GRUCell takes the input first"),
+    ("sequential_steps", STEPS_WRONG[0][1], "counts T × n_layers for the rnn"),
+    ("sequential_steps", STEPS_WRONG[4][1], "treats the transformer's layers as parallel"),
+    ("sequential_steps", STEPS_WRONG[6][1], "lets the transformer's positions wait for each other"),
+    ("overtaking_length", overtaking_first_faster, "returns the first T where the transformer is faster"),
+    ("overtaking_length", overtaking_ties, "counts a tie as faster"),
+]
+
+DELEGATING = {
+    "sequential_steps": [("course_lib's graph", steps_by_graph, "course_lib's longest_chain")],
+}
+HAND_BUILT = {"sequential_steps": "the closed form"}
+
+
