@@ -33,6 +33,8 @@ def query_away_from_the_closest(keys, target):
         return key.clone()
     others = torch.cat([keys[:target], keys[target + 1:]])
     direction = key - 0.5 * others[(others @ key).argmax()]
+    if int((keys @ direction).argmax()) != target:  # in a crowd, another key can lie closer to that direction
+        direction = key
     query = direction
     while torch.softmax(keys @ query, dim=-1)[target] < 0.95:
         query = 1.5 * query

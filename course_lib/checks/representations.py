@@ -141,45 +141,71 @@ def check_nearest_neighbour_accuracy(candidate) -> str:
     cases.append((f"{n} training and {m} test vectors, d {d}, 3 classes (torch tensors)", x[:n], y[:n], x[n:], y[n:]))
     x, y = _linear_data(rng, 50, 4, 2, noise=0.5)
     cases.append(("1 test vector, NumPy arrays", x[:49].numpy(), y[:49].numpy(), x[49:].numpy(), y[49:].numpy()))
-    # Vectors of very different lengths: the closest by distance is not the one pointing the same way.
-    base = rng.randn(40, 3)
-    lengths = torch.tensor([0.2, 1.0, 5.0, 20.0])[rng.randint(4, 40)][:, None]
-    x = base * lengths
-    y = rng.randint(2, 40)
-    cases.append(("vectors of lengths 0.2 to 20, 2 classes", x[:30], y[:30], x[30:], y[30:]))
+    cases.append(("vectors where the closest, the best aligned, the largest dot product and the farthest "
+                  "training vector each have another label", *_four_rules_data(rng)))
     # Test points that are copies of training points with other labels: distance 0 wins.
     x, y = rng.randn(20, 5), rng.randint(4, 20)
     cases.append(("test vectors that are exact copies of training vectors", x, y, x[:6].clone(), y[:6].clone()))
+    wrong = []  # (label, got, expected, the diagnoses whose share equals the answer's)
     for label, train_x, train_y, test_x, test_y in cases:
         got = _as_float(call(candidate, (train_x, train_y, test_x, test_y), names, label), label)
         expected = nearest_neighbour_accuracy(train_x, train_y, test_x, test_y)
-        if abs(got - expected) < 1e-6:  # float32 answers round the share
-            continue
-        tx, ty = np.asarray(train_x, dtype=np.float64), np.asarray(train_y)
-        qx, qy = np.asarray(test_x, dtype=np.float64), np.asarray(test_y)
-        distances = ((qx[:, None] - tx[None]) ** 2).sum(-1)
-        unit_t = tx / np.linalg.norm(tx, axis=1, keepdims=True)
-        unit_q = qx / np.linalg.norm(qx, axis=1, keepdims=True)
-        mistakes = [
-            ("took the farthest training vector (argmax of the distances): the neighbour is the closest, argmin",
-             float((ty[distances.argmax(1)] == qy).mean())),
-            ("used the largest dot product instead of the smallest distance: a long vector wins over a close one",
-             float((ty[(qx @ tx.T).argmax(1)] == qy).mean())),
-            ("used cosine similarity: the exercise asks for the closest vector by Euclidean distance",
-             float((ty[(unit_q @ unit_t.T).argmax(1)] == qy).mean())),
-        ]
-        if len(qx) > 1:
-            own = ((qx[:, None] - qx[None]) ** 2).sum(-1)
-            np.fill_diagonal(own, np.inf)
-            mistakes.append(("compared the test vectors with each other: look for each test vector's neighbour among "
-                             "the training vectors", float((qy[own.argmin(1)] == qy).mean())))
-        for diagnosis, value in mistakes:
-            if abs(got - value) < 1e-6:
-                raise Fail(f"{diagnosis} ({label})")
-        raise Fail(f"returned {fmt_number(got)} ({label}); the closest training vectors give "
-                   f"{fmt_number(expected)}")
-    return ("matches 1-nearest-neighbour retrieval on 4 random inputs, incl. 1 test vector; vectors of very "
-            "different lengths; exact copies of training vectors")
+        if abs(got - expected) >= 1e-6:  # float32 answers round the share
+            wrong.append((label, got, expected, [diagnosis for diagnosis, value in _retrieval_mistakes(
+                train_x, train_y, test_x, test_y) if abs(got - value) < 1e-6]))
+    if wrong:
+        # A share can match two mistakes by chance (with one test vector every share is 0 or 1): name a mistake
+        # only where exactly one matches, on whichever input tells them apart.
+        for label, _, _, matches in wrong:
+            if len(matches) == 1:
+                raise Fail(f"{matches[0]} ({label})")
+        label, got, expected, _ = wrong[0]
+        raise Fail(f"returned {fmt_number(got)} ({label}); the closest training vectors give {fmt_number(expected)}")
+    return ("matches 1-nearest-neighbour retrieval on 4 random inputs, incl. 1 test vector; vectors where the "
+            "closest, the best aligned and the largest dot product disagree; exact copies of training vectors")
+
+
+def _four_rules_data(rng: Inputs):
+    """Ten test vectors, each with four training vectors of its own in its own three dimensions: the closest
+    (label 0), the best aligned (1), the one with the largest dot product (2) and the farthest (3). Each test
+    label is one of the four roles, 4, 3, 2 and 1 times: the right rule scores 0.4, cosine 0.3, dot product 0.2,
+    the farthest 0.1. A random rotation and order hide the construction."""
+    m = 10
+    d = 3 * m
+    rows, labels, tests = [], [], []
+    for i in range(m):
+        u, v, w = torch.eye(d)[3 * i], torch.eye(d)[3 * i + 1], torch.eye(d)[3 * i + 2]
+        tests.append(u)
+        rows += [u + 0.3 * v, 4 * u, 10 * (0.6 * u + 0.8 * w), -20 * u]
+        labels += [0, 1, 2, 3]
+    rotation, _ = torch.linalg.qr(rng.randn(d, d))
+    train_x = torch.stack(rows) @ rotation
+    test_x = torch.stack(tests) @ rotation
+    roles = torch.tensor([0] * 4 + [1] * 3 + [2] * 2 + [3])[rng.permutation(m)]
+    order = rng.permutation(len(rows))
+    return train_x[order], torch.tensor(labels)[order], test_x, roles
+
+
+def _retrieval_mistakes(train_x, train_y, test_x, test_y) -> list[tuple[str, float]]:
+    tx, ty = np.asarray(train_x, dtype=np.float64), np.asarray(train_y)
+    qx, qy = np.asarray(test_x, dtype=np.float64), np.asarray(test_y)
+    distances = ((qx[:, None] - tx[None]) ** 2).sum(-1)
+    unit_t = tx / np.linalg.norm(tx, axis=1, keepdims=True)
+    unit_q = qx / np.linalg.norm(qx, axis=1, keepdims=True)
+    mistakes = [
+        ("took the farthest training vector (argmax of the distances): the neighbour is the closest, argmin",
+         float((ty[distances.argmax(1)] == qy).mean())),
+        ("used the largest dot product instead of the smallest distance: a long vector wins over a close one",
+         float((ty[(qx @ tx.T).argmax(1)] == qy).mean())),
+        ("used cosine similarity: the exercise asks for the closest vector by Euclidean distance",
+         float((ty[(unit_q @ unit_t.T).argmax(1)] == qy).mean())),
+    ]
+    if len(qx) > 1:
+        own = ((qx[:, None] - qx[None]) ** 2).sum(-1)
+        np.fill_diagonal(own, np.inf)
+        mistakes.append(("compared the test vectors with each other: look for each test vector's neighbour among "
+                         "the training vectors", float((qy[own.argmin(1)] == qy).mean())))
+    return mistakes
 
 
 # --- property_labels (open task) ---------------------------------------------------------------------------------

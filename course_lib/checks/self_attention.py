@@ -74,8 +74,8 @@ def check_causal_mask(candidate) -> str:
             ("the diagonal is blocked: a position may attend to itself (tril(), not tril(-1))",
              lambda: ones.tril(-1)),
         ]
-        if isinstance(got, torch.Tensor) and got.dtype != torch.bool and got.shape == expected.shape \
-                and torch.equal(got.detach().to(torch.float64), expected.double()):
+        if isinstance(got, torch.Tensor) and got.layout == torch.strided and got.dtype != torch.bool \
+                and got.shape == expected.shape and torch.equal(got.detach().to(torch.float64), expected.double()):
             raise Fail(f"returns dtype {got.dtype} ({label}): return a bool tensor (True = may attend), "
                        f"e.g. with .bool()")
         compare(got, expected, label, mistakes, what="the mask")
@@ -117,8 +117,8 @@ def check_local_mask(candidate) -> str:
              "before t (is the mask transposed?)", lambda: local_mask(T, window).T),
             ("the window is ignored: that is the causal mask", lambda: causal_mask(T)),
         ]
-        if isinstance(got, torch.Tensor) and got.dtype != torch.bool and got.shape == expected.shape \
-                and torch.equal(got.detach().to(torch.float64), expected.double()):
+        if isinstance(got, torch.Tensor) and got.layout == torch.strided and got.dtype != torch.bool \
+                and got.shape == expected.shape and torch.equal(got.detach().to(torch.float64), expected.double()):
             raise Fail(f"returns dtype {got.dtype} ({label}): return a bool tensor (True = may attend), "
                        f"e.g. with .bool()")
         compare(got, expected, label, mistakes, what="the mask")
