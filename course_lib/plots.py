@@ -21,14 +21,20 @@ def _as_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
+def _grid_key_tokens(grid: np.ndarray, query_tokens, key_tokens, name: str) -> list:
+    """The key tokens (the query tokens when None), once ``grid`` is checked to be ``(query, key)``."""
+    key_tokens = list(query_tokens if key_tokens is None else key_tokens)
+    if grid.ndim != 2 or grid.shape != (len(query_tokens), len(key_tokens)):
+        raise ValueError(f"{name} must have shape (query, key) = ({len(query_tokens)}, {len(key_tokens)}) "
+                         f"to match the tokens, got {shape_str(grid.shape)}")
+    return key_tokens
+
+
 def plot_attention(weights, query_tokens: Sequence[str], key_tokens: Sequence[str] | None = None,
                    ax=None, title: str = "attention weights", show_values: bool | None = None):
     """Heatmap of ``weights (query, key)``: row i shows how query token i spreads its attention."""
     w = _as_numpy(weights)
-    key_tokens = list(query_tokens if key_tokens is None else key_tokens)
-    if w.ndim != 2 or w.shape != (len(query_tokens), len(key_tokens)):
-        raise ValueError(f"weights must have shape (query, key) = ({len(query_tokens)}, {len(key_tokens)}) "
-                         f"to match the tokens, got {shape_str(w.shape)}")
+    key_tokens = _grid_key_tokens(w, query_tokens, key_tokens, "weights")
     if ax is None:
         side = max(3.0, 0.45 * max(w.shape) + 1.5)
         _, ax = plt.subplots(figsize=(side + 1, side))
@@ -53,10 +59,7 @@ def plot_mask(mask, query_tokens: Sequence[str], key_tokens: Sequence[str] | Non
               title: str = "mask"):
     """Heatmap of a bool ``mask (query, key)``: dark where the query may attend (True), light where blocked."""
     m = _as_numpy(mask)
-    key_tokens = list(query_tokens if key_tokens is None else key_tokens)
-    if m.ndim != 2 or m.shape != (len(query_tokens), len(key_tokens)):
-        raise ValueError(f"mask must have shape (query, key) = ({len(query_tokens)}, {len(key_tokens)}) "
-                         f"to match the tokens, got {shape_str(m.shape)}")
+    key_tokens = _grid_key_tokens(m, query_tokens, key_tokens, "mask")
     if ax is None:
         side = max(2.5, 0.4 * max(m.shape) + 1.2)
         _, ax = plt.subplots(figsize=(side, side))
