@@ -8,12 +8,14 @@ by its seed. ``train_digit_vit()`` trains the lesson's small vision transformer;
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cache as _cache
 from .training import TrainingHistory, fit, random_batches
 from .validation import require_int, require_number, shape_str
 from .vision import VisionTransformer
@@ -122,11 +124,53 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return float((predict(model, images) == labels).float().mean())
 
 
-def train_digit_vit(seed: int = 0, split: DigitSplit | None = None, progress: bool = True,
+def train_digit_vit(seed: int = 0, split: DigitSplit | None = None, progress: bool = True, cache: bool = True,
                     **changes) -> tuple[VisionTransformer, TrainingHistory]:
     """The lesson's vision transformer, trained on the digits (``load_digit_split()`` unless given):
-    ``(model in eval mode, history)``. About 10-20 s on one CPU thread."""
+    ``(model in eval mode, history)``. About 10-20 s on one CPU thread. With ``cache`` the trained weights
+    are also kept on disk for ``load_digit_vit`` (``course_lib.cache``; a cache that cannot be written is skipped)."""
+    seed = require_int(seed, "seed", minimum=0)
     split = load_digit_split() if split is None else split
+    if not cache:
+        return _train_vit(seed, split, progress, changes)
+    with _cache.lock(f"digit-vit-seed{seed}"):
+        return _train_vit(seed, split, progress, changes, save_to=_vit_cache_path(seed, split, changes))
+
+
+def load_digit_vit(seed: int = 0, split: DigitSplit | None = None, progress: bool = True,
+                   **changes) -> tuple[VisionTransformer, TrainingHistory]:
+    """The same trained vision transformer as ``train_digit_vit`` with these arguments: taken from the cache when
+    lesson 11 (or an earlier call) trained it on this machine, else trained now (10-20 s) and cached."""
+    seed = require_int(seed, "seed", minimum=0)
+    split = load_digit_split() if split is None else split
+    path = _vit_cache_path(seed, split, changes)
+    with _cache.lock(f"digit-vit-seed{seed}"):  # if another kernel is training this very model, wait for it
+        saved = _cache.load(path)
+        if saved is None:
+            return _train_vit(seed, split, progress, changes, save_to=path)
+    model = digit_vit(seed)
+    model.load_state_dict(saved["state"])
+    return model.eval(), TrainingHistory(losses=list(saved["losses"]), seconds=float(saved["seconds"]))
+
+
+def _train_vit(seed: int, split: DigitSplit, progress: bool, changes: dict,
+               save_to=None) -> tuple[VisionTransformer, TrainingHistory]:
     model = digit_vit(seed)
     history = train_classifier(model, split, seed=seed, progress=progress, **changes)
+    if save_to is not None:
+        _cache.save(save_to, {"state": model.state_dict(), "losses": history.losses, "seconds": history.seconds})
     return model.eval(), history
+
+
+# The modules whose code decides what training the digit transformer produces.
+_VIT_SOURCES = ("attention.py", "block.py", "classifier.py", "digits.py", "images.py", "positions.py", "training.py",
+                "vision.py")
+
+
+def _vit_cache_path(seed: int, split: DigitSplit, changes: dict):
+    # The split's own numbers are part of the key: a caller may train on a split of their own.
+    digest = hashlib.sha256()
+    for tensor in (split.train_images, split.train_labels):
+        digest.update(tensor.contiguous().numpy().tobytes())
+    settings = (DIGIT_VIT, {**TRAINING, **changes}, seed, digest.hexdigest()[:16])
+    return _cache.entry_path(f"digit-vit-seed{seed}", _VIT_SOURCES, settings)

@@ -5,7 +5,7 @@ another looks at the previous word. Lessons 08-09, ``python -m course_lib bench`
 ``REFERENCE`` is the one configuration; every number about it lives here.
 
 Lesson 08 trains the model with ``train_reference_model``, which also keeps the trained weights in a
-cache folder on disk; lesson 09 and the explorer call ``load_reference_model``, which takes them from
+cache folder on disk (``course_lib.cache``); lesson 09 and the explorer call ``load_reference_model``, which takes them from
 there when lesson 08 already ran on this machine and trains them (40 s) when not. Either way you get the
 same model: the cache is keyed by everything that decides the result (the configuration, the seed, the
 thread count, PyTorch's version and course_lib's own source), so a changed course never reuses a stale model.
@@ -15,17 +15,13 @@ The folder is ``COURSE_LIB_CACHE`` if set, else ``transformer-course`` in your u
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import sys
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from . import cache
 from .analysis import agreement_accuracy, head_scores
 from .grammar import Sentence, agreement_corpus, agreement_vocabulary, encode_sentences, subject_baselines
 from .language_model import TransformerLM
@@ -175,90 +171,29 @@ def load_reference_model(seed: int = 0, config: ReferenceConfig = REFERENCE, pro
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The cache: one file per (configuration, seed, thread count, PyTorch version, course_lib source).
+# The cache (course_lib.cache): one file per (configuration, seed, thread count, PyTorch version, course_lib source).
 # ---------------------------------------------------------------------------------------------------------
 
-_CACHE_FORMAT = 1
 # The modules whose code decides what training produces.
 _SOURCES = ("attention.py", "block.py", "grammar.py", "language_model.py", "positions.py", "reference.py",
             "training.py", "vocab.py")
 
 
-def cache_folder() -> Path:
-    """``COURSE_LIB_CACHE`` if set, else ``transformer-course`` in the user's cache folder."""
-    chosen = os.environ.get("COURSE_LIB_CACHE", "").strip()
-    if chosen:
-        return Path(chosen).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "transformer-course"
-
-
 def cache_path(seed: int, config: ReferenceConfig = REFERENCE) -> Path:
     """Where the trained weights of this seed and configuration are kept, at this thread count."""
-    key = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in _SOURCES:
-        key.update((here / name).read_bytes())
-    key.update(repr((_CACHE_FORMAT, config, seed, torch.get_num_threads(), torch.__version__)).encode())
-    return cache_folder() / f"reference-seed{seed}-{torch.get_num_threads()}threads-{key.hexdigest()[:16]}.pt"
+    return cache.entry_path(f"reference-seed{seed}", _SOURCES, (config, seed))
 
 
-@contextlib.contextmanager
 def _cache_lock(seed: int, config: ReferenceConfig):
-    """Hold a lock file beside the cache entry (POSIX), so that two kernels never train the same model at
-    once: the second waits, then loads. Where no lock can be taken (Windows, a read-only folder), no lock."""
-    try:
-        import fcntl
-        path = cache_folder() / f"reference-seed{seed}-{torch.get_num_threads()}threads.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a")
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        handle.close()  # closing releases the lock
+    return cache.lock(f"reference-seed{seed}")
 
 
 def _save(path: Path, model, initial_state, history) -> None:
-    """Write atomically (a temporary file, then a rename); a cache that cannot be written is skipped."""
-    content = {"format": _CACHE_FORMAT, "state": model.state_dict(), "initial_state": initial_state,
-               "losses": history.losses, "seconds": history.seconds}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False)
-    except OSError:
-        return
-    try:
-        with handle:
-            torch.save(content, handle)
-        os.replace(handle.name, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        return
-    # Entries of the same seed and thread count made by an older course_lib or PyTorch are never read again.
-    prefix = path.name.rsplit("-", 1)[0]
-    for old in path.parent.glob(f"{prefix}-*.pt"):
-        if old != path:
-            with contextlib.suppress(OSError):
-                old.unlink()
+    cache.save(path, {"state": model.state_dict(), "initial_state": initial_state,
+                      "losses": history.losses, "seconds": history.seconds})
 
 
-def _load(path: Path) -> dict | None:
-    """The saved content, or None when missing or unreadable (then the model is trained again)."""
-    try:
-        saved = torch.load(path, weights_only=True)
-    except Exception:  # missing, half-written by a killed process, or from another format: train again
-        return None
-    if not isinstance(saved, dict) or saved.get("format") != _CACHE_FORMAT:
-        return None
-    return saved
+_load = cache.load
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ _OWN_CACHE = "_course_test_cache"
 
 
 def pytest_configure(config):
-    """Give the run its own, empty reference-model cache (course_lib.reference): notebooks that train
+    """Give the run its own, empty model cache (course_lib.cache): notebooks that train
     save there and the ones that load find it, without touching the learner's own cache. The kernels
     nbval starts, and xdist's workers, inherit the environment; only the first process makes the folder."""
     if hasattr(config, "workerinput") or os.environ.get("COURSE_LIB_CACHE"):
@@ -27,20 +27,23 @@ def pytest_unconfigure(config):
         os.environ.pop("COURSE_LIB_CACHE", None)
 
 
-def _reference_role(path) -> int:
-    """0: a notebook that trains the reference model (lesson 08); 2: one that loads it; 1: everything else."""
+def _cache_role(path) -> int:
+    """0: a notebook that trains a model the cache keeps (lesson 08's reference, lesson 11's digit transformer);
+    2: one that loads such a model; 1: everything else."""
     if path.suffix != ".ipynb":
         return 1
     text = path.read_text(encoding="utf-8")
-    return 0 if "train_reference_model(" in text else 2 if "load_reference_model(" in text else 1
+    if "train_reference_model(" in text or "train_digit_vit(" in text:
+        return 0
+    return 2 if "load_reference_model(" in text or "load_digit_vit(" in text else 1
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Run the notebook that trains the reference model first and those that load it last: then they find
-    it in the cache instead of waiting for it (xdist hands out files in this order)."""
+    """Run the notebooks that train a cached model first and those that load one last: then they find it in
+    the cache instead of waiting for it or training it again (xdist hands out files in this order)."""
     roles = {}
     for item in items:
         path = item.path
         if path not in roles:
-            roles[path] = _reference_role(path)
+            roles[path] = _cache_role(path)
     items.sort(key=lambda item: roles[item.path])  # stable: each file's cells keep their order

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from course_lib.digits import (DIGIT_VIT, DigitSplit, accuracy, digit_cnn, digit_mlp, digit_vit, load_digit_split,
-                               predict, train_classifier)
+                               load_digit_vit, predict, train_classifier, train_digit_vit)
 from course_lib.images import image_to_patches
 
 
@@ -60,3 +60,40 @@ def test_the_patch_layer_starts_at_pytorchs_scale_not_gpt2s():
     vit = digit_vit(seed=0)
     assert float(vit.patch_embed.weight.detach().std()) > 0.1
     assert float(vit.stack.blocks[0].attn.q_proj.weight.detach().std()) < 0.03  # the blocks keep GPT-2's 0.02
+
+
+# --- the trained digit transformer kept on disk: lesson 11 trains it, lesson 12 and exercises 11 load it ------------
+
+def test_a_loaded_digit_vit_is_the_trained_one_and_loading_does_not_train(tmp_path, monkeypatch):
+    from course_lib import digits
+
+    monkeypatch.setenv("COURSE_LIB_CACHE", str(tmp_path / "cache"))
+    split = load_digit_split(seed=0)
+    trained, history = train_digit_vit(seed=1, split=split, progress=False, steps=5)
+    assert len(list((tmp_path / "cache").glob("digit-vit-seed1-*threads-*.pt"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("load_digit_vit trained although the cache held the model")
+
+    monkeypatch.setattr(digits, "_train_vit", no_training)
+    loaded, loaded_history = load_digit_vit(seed=1, split=split, progress=False, steps=5)
+    assert not loaded.training and loaded_history.losses == history.losses
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    # Anything that changes the trained numbers is another entry: here it would have to train.
+    for other in (dict(seed=2, steps=5), dict(seed=1, steps=6), dict(seed=1, steps=5, split=load_digit_split(seed=1))):
+        with pytest.raises(AssertionError, match="trained although"):
+            load_digit_vit(**{"split": split, "progress": False, **other})
+
+
+def test_without_a_cache_the_digit_vit_is_trained_and_nothing_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_LIB_CACHE", str(tmp_path / "cache"))
+    train_digit_vit(seed=0, progress=False, cache=False, steps=2)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.pt"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("COURSE_LIB_CACHE", str(blocker))  # an unwritable cache only means training
+    model, _ = load_digit_vit(seed=0, progress=False, steps=2)
+    assert not model.training
+    with pytest.raises(ValueError, match="seed"):
+        load_digit_vit(seed=-1)
