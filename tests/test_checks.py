@@ -703,8 +703,8 @@ def test_named_classic_mistakes_of_later_lessons(exercise, implementation, name)
     assert not result.passed and name in result.message, repr(result)
 
 
-# The diagnoses hold on random sizes: many seeds, each mistake still named.
-@pytest.mark.parametrize("seed", range(1, 5))
+# The diagnoses hold on random sizes: two more seeds (the tests above use seed 0), each mistake still named.
+@pytest.mark.parametrize("seed", range(1, 3))
 def test_diagnoses_hold_on_random_sizes(seed):
     for name in NAMES:
         check = registry.get(name).check
