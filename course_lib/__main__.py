@@ -64,15 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--notebooks", action="store_true",
                        help="also run the notebooks that train under strict nbval at each of --thread-counts "
                             "(the test command re-runs only the quick ones at other thread counts)")
+    bench.add_argument("--same-steps-seeds", type=positive_int, nargs="?", const=10, default=0, metavar="N",
+                       help="also run lesson 10's quality comparison (GRU and transformer, 300 steps each) for seeds "
+                            "0..N-1 (default 10) at every thread count of --thread-counts; the lesson's thresholds must "
+                            "hold in every run (about 30 s a run)")
     bench.add_argument("--thread-counts", type=thread_counts, default=(1, 2, 4), metavar="1,2,4",
-                       help="the thread counts of --seeds and --notebooks, comma-separated (default 1,2,4)")
+                       help="the thread counts of --seeds, --same-steps-seeds and --notebooks, comma-separated "
+                            "(default 1,2,4)")
     bench.add_argument("--speed", action="store_true",
                        help="also run lesson 10's longer runs: a GRU and a transformer of matched size at 8 to 1,024 "
                             "tokens on the CPU (and CUDA if present), agreement after 1,000 steps and after 30 s of "
                             "training per seed (minutes)")
     bench.add_argument("--record", action="store_true",
                        help="with --seeds: save the matrix as the course's record, which lesson 09 reads "
-                            "(course_lib/data/reference_seed_matrix.json)")
+                            "(course_lib/data/reference_seed_matrix.json); with --same-steps-seeds: save those runs, "
+                            "which lesson 10 reads (course_lib/data/lesson10_same_steps.json)")
     bench.set_defaults(module="bench", parser=bench)
 
     summary = "build exercises/ from solutions/ (exercises build [--check])"

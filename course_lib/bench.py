@@ -25,6 +25,7 @@ from .block import TransformerBlock
 from .grammar import agreement_vocabulary, encode_sentences
 from .language_model import TransformerLM
 from .reference import REFERENCE, record_seed_matrix, train_reference_model
+from .speed import record_same_steps, same_steps_comparison
 
 RATIO_TARGET = 1.25
 TARGETS = {"mha_ratio": RATIO_TARGET, "block_ratio": RATIO_TARGET, "train_step_ratio": RATIO_TARGET,
@@ -34,7 +35,7 @@ TARGETS = {"mha_ratio": RATIO_TARGET, "block_ratio": RATIO_TARGET, "train_step_r
            "seed_matrix.worst_agreement_accuracy": REFERENCE.min_accuracy,
            "seed_matrix.worst_subject_head_weight": REFERENCE.min_subject_weight,
            "seed_matrix.worst_previous_token_weight": REFERENCE.min_neighbour_weight,
-           "checks.slowest_seconds": 1.0, "notebooks.failed": 0}
+           "checks.slowest_seconds": 1.0, "notebooks.failed": 0, "same_steps.failed": 0}
 
 
 def compare(ours: Callable[[], None], theirs: Callable[[], None], rounds: int = 15, per_round: int = 5) -> dict:
@@ -200,6 +201,22 @@ def run_seed_matrix(seeds=range(10), threads=(1, 2, 4)) -> dict:
             "slowest_seconds": max(r["seconds"] for r in runs)}
 
 
+def run_same_steps(seeds=range(10), threads=(1, 2, 4)) -> dict:
+    """Lesson 10's quality comparison for every seed at every thread count; the lesson's thresholds must hold
+    in every run. Returns ``{"runs": [...], "count", "held", "smallest_lead"}``."""
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for seed in seeds:
+            for count in threads:
+                torch.set_num_threads(count)
+                runs.append(same_steps_comparison(seed))
+    finally:
+        torch.set_num_threads(before)
+    return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs),
+            "smallest_lead": min(round(r["gru"] - r["transformer"], 3) for r in runs)}
+
+
 def format_seed_matrix(matrix: dict) -> str:
     c = REFERENCE
     rows = [f"reference across seeds and thread counts (targets: accuracy >= {c.min_accuracy}, subject head >= "
@@ -326,6 +343,15 @@ def format_table(results: dict) -> str:
                     + ("all pass" if not n["failed"] else f"{n['failed']} thread count(s) fail"))
         for count, output in n["failed_output"].items():
             rows.append(f"--- {count} thread(s):\n{output}")
+    if "same_steps" in results:
+        s = results["same_steps"]
+        rows.append(f"lesson 10, after the same 300 steps: the GRU ahead in {s['count'] - s['failed']} of {s['count']} "
+                    f"runs (every threshold of the lesson met); smallest lead {s['smallest_lead']:.3f} (threshold 0.1)")
+        rows.extend(f"  seed {r['seed']}, {r['threads']} thread(s): agreement GRU {r['gru']:.3f}, transformer "
+                    f"{r['transformer']:.3f}; held-out loss GRU {r['loss_gru']:.3f}, transformer {r['loss_transformer']:.3f}"
+                    + ("" if r["holds"] else "  <- a threshold missed") for r in s["runs"])
+    if "same_steps_recorded_to" in results:
+        rows.append(f"recorded those runs in {results['same_steps_recorded_to']}")
     if "speed" in results:
         from .speed import format_speed_figures
         rows.append(format_speed_figures(results["speed"]))
@@ -336,15 +362,19 @@ def format_table(results: dict) -> str:
 
 def run(args) -> int:
     """Run the bench as parsed by ``python -m course_lib``; 0 when every target is met, 1 otherwise."""
+    if args.record and not (args.seeds or args.same_steps_seeds):  # before minutes of measuring, not after
+        args.parser.error("--record saves what --seeds or --same-steps-seeds ran: use it with one of them")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     results = run_bench(reference=not args.no_reference)
-    if args.record and not args.seeds:
-        args.parser.error("--record saves the seed matrix: use it with --seeds")
     if args.seeds:
         results["seed_matrix"] = run_seed_matrix(range(args.seeds), args.thread_counts)
         if args.record:
             results["recorded_to"] = str(record_seed_matrix(results["seed_matrix"]))
+    if args.same_steps_seeds:
+        results["same_steps"] = run_same_steps(range(args.same_steps_seeds), args.thread_counts)
+        if args.record:
+            results["same_steps_recorded_to"] = str(record_same_steps(results["same_steps"]["runs"]))
     if args.notebooks:
         runs = notebooks_at_threads(threads=args.thread_counts)
         results["notebooks"] = {"threads": list(runs), "failed": sum(not r["passed"] for r in runs.values()),

@@ -11,6 +11,8 @@
     time_models(models, lengths, ...)      forward and training-step time per sequence, side by side
     next_token_seconds(model, prompt_length)   the time to score the next token when generating
     speed_figures(...) / format_speed_figures(figures)   the longer runs of ``python -m course_lib bench``
+    same_steps_comparison(seed)            lesson 10's quality comparison (300 steps each) for one seed
+    record_same_steps(runs) / recorded_same_steps()   that comparison for many seeds and thread counts, kept
 
 A step is one layer applied at one position. A GRU's step (l, t) needs (l, t - 1), the same layer's state
 one position earlier, and (l - 1, t), the layer below; a transformer's step (l, t) needs only layer l - 1,
@@ -19,8 +21,10 @@ at positions 0..t. Counts are the same on every machine; timings are not, so no 
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
+from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -360,3 +364,76 @@ def format_speed_figures(figures: Mapping) -> str:
                     f"{q['same_steps']['steps']} steps ({q['same_steps']['seconds']} s); {q['same_time']['accuracy']:.3f} "
                     f"after {q['same_time']['seconds']} s ({q['same_time']['steps']} steps)")
     return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lesson 10's quality claim on many seeds: after the same 300 steps the GRU has learned agreement and the
+# transformer not yet. The lesson shows seed 0; the record (python -m course_lib bench --same-steps-seeds 10
+# --record, about 30 minutes for 1, 2 and 4 threads) says whether that holds for every seed and thread count.
+# ---------------------------------------------------------------------------------------------------------
+
+SAME_STEPS = dict(steps=300, batch_size=32, lr=5e-3, warmup=20, n_train=4000, n_test=500, loss_sentences=200)
+# The lesson's thresholds: GRU agreement at least, transformer at most, GRU's lead at least, loss gap more than.
+SAME_STEPS_THRESHOLDS = dict(min_gru=0.65, max_transformer=0.6, min_lead=0.1, min_loss_gap=0.1)
+RECORDED_SAME_STEPS = Path(__file__).parent / "data" / "lesson10_same_steps.json"
+
+
+def same_steps_comparison(seed: int = 0) -> dict:
+    """Lesson 10's section on quality for one seed, at the current thread count: the matched models (weights
+    from ``seed``) trained for the same 300 steps on the same batches (drawn from ``seed``), then held-out
+    agreement and loss. Returns ``{"seed", "threads", "gru", "transformer", "loss_gru", "loss_transformer",
+    "holds"}``; ``holds`` says whether all four of the lesson's thresholds are met. About 25 s on one thread."""
+    from .analysis import agreement_accuracy
+    from .evaluation import held_out_loss
+    from .grammar import agreement_corpus, agreement_vocabulary, encode_sentences
+    from .training import fit, language_model_loss, random_batches
+
+    seed = require_int(seed, "seed", minimum=0)
+    c = SAME_STEPS
+    vocab = agreement_vocabulary()
+    models = matched_models(len(vocab), d_model=64, n_heads=4, n_layers=2, max_len=1024, seed=seed)
+    train, test = agreement_corpus(c["n_train"], c["n_test"], seed=0)
+    train_ids, _ = encode_sentences(train, vocab)
+    for model in models.values():
+        fit(model, random_batches(train_ids, batch_size=c["batch_size"], seed=seed),
+            lambda m, batch: language_model_loss(m, batch, vocab.pad_id),
+            steps=c["steps"], lr=c["lr"], warmup=c["warmup"], progress=False)
+    accuracy = {name: agreement_accuracy(m, test, vocab) for name, m in models.items()}
+    loss = {name: held_out_loss(m, test[:c["loss_sentences"]], vocab) for name, m in models.items()}
+    t = SAME_STEPS_THRESHOLDS
+    holds = (accuracy["gru"] >= t["min_gru"] and accuracy["transformer"] <= t["max_transformer"]
+             and accuracy["gru"] - accuracy["transformer"] >= t["min_lead"]
+             and loss["gru"] < loss["transformer"] - t["min_loss_gap"])
+    return {"seed": seed, "threads": torch.get_num_threads(), "gru": round(accuracy["gru"], 3),
+            "transformer": round(accuracy["transformer"], 3), "loss_gru": round(loss["gru"], 3),
+            "loss_transformer": round(loss["transformer"], 3), "holds": bool(holds)}
+
+
+def record_same_steps(runs: Sequence[Mapping], path: Path | None = None) -> Path:
+    """Keep ``same_steps_comparison`` results as the course's record (runs of the same seed and thread count
+    already there are replaced; the others kept when recorded with the same settings and torch version)."""
+    path = RECORDED_SAME_STEPS if path is None else Path(path)
+    new_keys = {(r["seed"], r["threads"]) for r in runs}
+    kept = []
+    if path.exists():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        if before.get("settings") == SAME_STEPS and before.get("torch") == torch.__version__:
+            kept = [r for r in before.get("runs", []) if (r["seed"], r["threads"]) not in new_keys]
+    content = {"settings": SAME_STEPS, "thresholds": SAME_STEPS_THRESHOLDS, "torch": torch.__version__,
+               "command": "python -m course_lib bench --same-steps-seeds 10 --record",
+               "runs": sorted([*kept, *map(dict, runs)], key=lambda r: (r["seed"], r["threads"]))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1) + "\n")
+    return path
+
+
+def recorded_same_steps(path: Path | None = None) -> list[dict]:
+    """The recorded runs of ``same_steps_comparison``; a ValueError if recorded with other settings."""
+    path = RECORDED_SAME_STEPS if path is None else Path(path)
+    content = json.loads(path.read_text())
+    if content.get("settings") != SAME_STEPS or content.get("thresholds") != SAME_STEPS_THRESHOLDS:
+        raise ValueError(f"{path.name} was recorded with other settings; run `{content.get('command')}` again")
+    return content["runs"]

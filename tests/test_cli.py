@@ -238,3 +238,39 @@ def test_bench_seed_matrix_runs_every_seed_at_every_thread_count_and_reports_the
     assert matrix["worst_cases"]["subject_head_weight"] == {"seed": 1, "threads": 2}
     assert bench.missed_targets({"seed_matrix": matrix}) == ["seed_matrix.worst_subject_head_weight"]
     assert "worst of 4 runs" in bench.format_seed_matrix(matrix)
+
+
+def test_bench_same_steps_runs_every_seed_at_every_thread_count_and_a_missed_threshold_fails(monkeypatch):
+    import torch
+
+    seen = []
+
+    def comparison(seed=0):
+        threads = torch.get_num_threads()
+        seen.append((seed, threads))
+        holds = (seed, threads) != (1, 2)
+        return {"seed": seed, "threads": threads, "gru": 0.9 if holds else 0.55, "transformer": 0.5,
+                "loss_gru": 1.6, "loss_transformer": 1.9, "holds": holds}
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(bench, "same_steps_comparison", comparison)
+    result = bench.run_same_steps(range(2), (1, 2))
+    assert seen == [(0, 1), (0, 2), (1, 1), (1, 2)] and torch.get_num_threads() == before
+    assert (result["count"], result["failed"], result["smallest_lead"]) == (4, 1, 0.05)
+    assert bench.missed_targets({"same_steps": result}) == ["same_steps.failed"]
+    table = bench.format_table({"torch": "x", "threads": 1, "mha_ratio": 1, "block_ratio": 1, "train_step_ratio": 1,
+                                "details_ms": {n: {"ours_ms": 1, "theirs_ms": 1} for n in ("mha", "block", "train_step")},
+                                "checks": {"slowest": "a", "slowest_seconds": 0.1, "count": 1, "total_seconds": 0.1},
+                                "same_steps": result})
+    assert "GRU ahead in 3 of 4 runs" in table and "seed 1, 2 thread(s)" in table and "a threshold missed" in table
+
+
+def test_bench_record_needs_something_to_record_and_says_so_before_measuring(monkeypatch, capsys):
+    def refuse(reference=True):
+        raise AssertionError("bench measured before refusing --record")
+
+    monkeypatch.setattr(bench, "run_bench", refuse)
+    with pytest.raises(SystemExit) as stopped:  # argparse's usage error: exit status 2, as from the shell
+        cli_main(["bench", "--record"])
+    assert stopped.value.code == 2
+    assert "use it with one of them" in capsys.readouterr().err

@@ -196,3 +196,39 @@ def test_earliest_rounds_of_a_two_layer_gru_run_along_diagonals():
     assert rounds == {(layer, t): layer + t for layer in (1, 2) for t in range(4)}
     transformer = earliest_rounds(dependency_graph("transformer", 4, 2))
     assert transformer == {(layer, t): layer for layer in (1, 2) for t in range(4)}
+
+
+# --- lesson 10's quality claim on many seeds: the record the lesson reads ---------------------------------------
+
+def test_the_same_steps_record_covers_ten_seeds_at_three_thread_counts_and_every_run_meets_the_thresholds():
+    from course_lib.speed import SAME_STEPS_THRESHOLDS, recorded_same_steps
+
+    runs = recorded_same_steps()  # raises if recorded with other settings than the lesson's
+    assert sorted((r["seed"], r["threads"]) for r in runs) == [(s, t) for s in range(10) for t in (1, 2, 4)]
+    t = SAME_STEPS_THRESHOLDS
+    for r in runs:  # each run's "holds" agrees with its own figures
+        assert r["holds"] == (r["gru"] >= t["min_gru"] and r["transformer"] <= t["max_transformer"]
+                              and r["gru"] - r["transformer"] >= t["min_lead"]
+                              and r["loss_gru"] < r["loss_transformer"] - t["min_loss_gap"]), r
+    assert all(r["holds"] for r in runs)
+
+
+def test_recording_same_steps_replaces_a_rerun_and_keeps_the_rest(tmp_path):
+    from course_lib.speed import record_same_steps, recorded_same_steps
+
+    path = tmp_path / "record.json"
+    run = dict(seed=0, threads=1, gru=0.9, transformer=0.5, loss_gru=1.6, loss_transformer=1.9, holds=True)
+    record_same_steps([run, {**run, "seed": 1}], path)
+    record_same_steps([{**run, "gru": 0.8}], path)
+    assert [(r["seed"], r["gru"]) for r in recorded_same_steps(path)] == [(0, 0.8), (1, 0.9)]
+    content = path.read_text().replace('"steps": 300', '"steps": 299')
+    path.write_text(content)
+    with pytest.raises(ValueError, match="other settings"):
+        recorded_same_steps(path)
+
+
+def test_same_steps_comparison_refuses_a_bad_seed():
+    from course_lib.speed import same_steps_comparison
+
+    with pytest.raises(ValueError, match="seed"):
+        same_steps_comparison(-1)
