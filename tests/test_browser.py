@@ -121,23 +121,24 @@ def require_browser():
     return sync_api
 
 
-@contextlib.contextmanager
-def notebook_page(tmp_path: Path, notebook: Path, failure_picture: str, dialogs: list):
-    """JupyterLab serving ``tmp_path`` and headless Chromium showing ``notebook`` with an idle kernel; both stopped
-    afterwards. On an error, a screenshot of the page goes to test-artifacts/."""
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One JupyterLab serving a fresh folder and one headless Chromium, shared by this file's tests (each
+    test opens its own notebook in its own page and workspace); both stopped at the end."""
     sync_api = require_browser()
-    config, runtime = tmp_path / "config", tmp_path / "runtime"
+    root = tmp_path_factory.mktemp("lab")
+    config, runtime = root / ".config", root / ".runtime"
     quiet_settings(config)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(runtime),
-               JUPYTER_DATA_DIR=str(tmp_path / "data"), IPYTHONDIR=str(tmp_path / "ipython"))
+               JUPYTER_DATA_DIR=str(root / ".data"), IPYTHONDIR=str(root / ".ipython"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "jupyterlab.log"
+    log = root / "jupyterlab.log"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
                f"--port={port}", "--IdentityProvider.token=", "--ServerApp.disable_check_xsrf=True",
-               "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={tmp_path}"]
+               "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={root}"]
     with open(log, "w") as log_file:
-        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        server = subprocess.Popen(command, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
         wait_for_server(url, server, log)
@@ -145,28 +146,47 @@ def notebook_page(tmp_path: Path, notebook: Path, failure_picture: str, dialogs:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
                                                  headless=True, timeout=30_000)
             try:
-                page = browser.new_page(viewport={"width": 1300, "height": 1100})
-                page.set_default_timeout(20_000)
-                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-                page.goto(f"{url}/lab/tree/{notebook.name}", wait_until="domcontentloaded", timeout=30_000)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=40_000)
-                page.wait_for_function(KERNEL_IDLE, timeout=40_000)
-                yield page
-            except Exception:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=ARTIFACTS / failure_picture, timeout=10_000)
-                raise
+                yield root, url, browser
             finally:
                 browser.close()
     finally:
         stop(server, url)
 
 
-def test_explorer_renders_and_reacts_in_jupyterlab(tmp_path):
-    require_browser()
-    notebook = write_notebook(tmp_path)
+@contextlib.contextmanager
+def notebook_page(lab, notebook: Path, failure_picture: str, dialogs: list):
+    """A page of the shared JupyterLab showing ``notebook`` (in ``lab``'s folder) with an idle kernel, in a
+    workspace of its own; closed afterwards with its kernel. On an error, a screenshot goes to test-artifacts/."""
+    _, url, browser = lab
+    page = browser.new_page(viewport={"width": 1300, "height": 1100})
+    try:
+        page.set_default_timeout(20_000)
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(f"{url}/lab/workspaces/{notebook.stem}/tree/{notebook.name}", wait_until="domcontentloaded",
+                  timeout=30_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=40_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=40_000)
+        yield page
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / failure_picture, timeout=10_000)
+        raise
+    finally:
+        page.close()
+        with contextlib.suppress(OSError):  # the kernel is this test's: stop it, so the next test has the cores
+            request = urllib.request.Request(f"{url}/api/sessions", method="GET")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                sessions = json.loads(response.read())
+            for session in sessions:
+                if session.get("path", "").endswith(notebook.name):
+                    urllib.request.urlopen(urllib.request.Request(
+                        f"{url}/api/sessions/{session['id']}", method="DELETE"), timeout=10).close()
+
+
+def test_explorer_renders_and_reacts_in_jupyterlab(lab):
+    notebook = write_notebook(lab[0])
     dialogs = []
-    with notebook_page(tmp_path, notebook, "attention_explorer_failure.png", dialogs) as page:
+    with notebook_page(lab, notebook, "attention_explorer_failure.png", dialogs) as page:
         run_command(page, "notebook:run-all-cells")
 
         explorer = page.locator(".course-attention-explorer").first
@@ -214,13 +234,12 @@ CAT = ("AttentionPlayground(words=6, query_word='cat', query=[0.50, 2.00], scale
        "weights=[0.00, 0.00, 1.00, 0.00, 0.00, 0.00])")
 
 
-def test_playground_keeps_python_state_after_run_all(tmp_path):
+def test_playground_keeps_python_state_after_run_all(lab):
     """Run All, then read the kernel's state: the browser's slider echoes must not undo what Python set
     (they did, in 5 of 5 runs: query=[2.00, 2.00], the word dropped)."""
-    require_browser()
-    notebook = write_notebook(tmp_path, PLAYGROUND_CELLS, "playground.ipynb")
+    notebook = write_notebook(lab[0], PLAYGROUND_CELLS, "playground.ipynb")
     dialogs = []
-    with notebook_page(tmp_path, notebook, "attention_playground_failure.png", dialogs) as page:
+    with notebook_page(lab, notebook, "attention_playground_failure.png", dialogs) as page:
         run_command(page, "notebook:run-all-cells")
         playground = page.locator(".course-attention-playground").first
         playground.wait_for(state="visible", timeout=60_000)
