@@ -181,18 +181,25 @@ def _rounded(table: torch.Tensor) -> list[list[float]]:
     return [[round(float(value), 3) for value in row] for row in table]
 
 
-def run_seed_matrix(seeds=range(10), threads=(1, 2, 4)) -> dict:
-    """Train the reference for every seed at every thread count (a different thread count rounds floats
-    differently, so it is a different training run); every run must meet the reference's targets."""
+def at_every_thread_count(run: Callable[[int], dict], seeds, threads) -> list[dict]:
+    """``run(seed)`` for every seed at every thread count (a different count rounds floats differently, so it is
+    a different training run), seed by seed; the caller's thread count is restored afterwards."""
     before = torch.get_num_threads()
     runs = []
     try:
         for seed in seeds:
             for count in threads:
                 torch.set_num_threads(count)
-                runs.append(reference_figures(seed))
+                runs.append(run(seed))
     finally:
         torch.set_num_threads(before)
+    return runs
+
+
+def run_seed_matrix(seeds=range(10), threads=(1, 2, 4)) -> dict:
+    """Train the reference for every seed at every thread count (a different thread count rounds floats
+    differently, so it is a different training run); every run must meet the reference's targets."""
+    runs = at_every_thread_count(reference_figures, seeds, threads)
     worst = {name: min(runs, key=lambda r: r[name])
              for name in ("agreement_accuracy", "subject_head_weight", "previous_token_weight")}
     return {"runs": runs, "count": len(runs),
@@ -203,16 +210,8 @@ def run_seed_matrix(seeds=range(10), threads=(1, 2, 4)) -> dict:
 
 def run_same_steps(seeds=range(10), threads=(1, 2, 4)) -> dict:
     """Lesson 10's quality comparison for every seed at every thread count; the lesson's thresholds must hold
-    in every run. Returns ``{"runs": [...], "count", "held", "smallest_lead"}``."""
-    before = torch.get_num_threads()
-    runs = []
-    try:
-        for seed in seeds:
-            for count in threads:
-                torch.set_num_threads(count)
-                runs.append(same_steps_comparison(seed))
-    finally:
-        torch.set_num_threads(before)
+    in every run. Returns ``{"runs": [...], "count", "failed", "smallest_lead"}``."""
+    runs = at_every_thread_count(same_steps_comparison, seeds, threads)
     return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs),
             "smallest_lead": min(round(r["gru"] - r["transformer"], 3) for r in runs)}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import cache
+from . import cache, records
 from .analysis import agreement_accuracy, head_scores
 from .grammar import Sentence, agreement_corpus, agreement_vocabulary, encode_sentences, subject_baselines
 from .language_model import TransformerLM
@@ -210,21 +210,9 @@ def record_seed_matrix(matrix: dict, path: Path | None = None) -> Path:
     Runs already recorded with the same configuration and torch version are kept unless this matrix has
     the same (seed, threads): so one thread count can be recorded at a time."""
     path = RECORDED_SEED_MATRIX if path is None else Path(path)
-    new_keys = {(r["seed"], r["threads"]) for r in matrix["runs"]}
-    kept = []
-    if path.exists():
-        try:
-            before = json.loads(path.read_text())
-        except (OSError, ValueError):
-            before = {}
-        if before.get("config") == asdict(REFERENCE) and before.get("torch") == torch.__version__:
-            kept = [r for r in before.get("runs", []) if (r["seed"], r["threads"]) not in new_keys]
-    runs = sorted([*kept, *matrix["runs"]], key=lambda r: (r["seed"], r["threads"]))
-    content = {"config": asdict(REFERENCE), "torch": torch.__version__,
-               "command": "python -m course_lib bench --seeds --record", "runs": runs}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=1) + "\n")
-    return path
+    settings = {"config": asdict(REFERENCE)}
+    return records.write(path, settings, "python -m course_lib bench --seeds --record",
+                         records.merged_runs(path, settings, matrix["runs"]))
 
 
 def recorded_seed_matrix(path: Path | None = None) -> list[dict]:

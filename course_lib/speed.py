@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import records
 from .language_model import TransformerLM
 from .recurrent import GRULanguageModel
 from .validation import require_int, require_number, require_token_ids
@@ -413,21 +414,9 @@ def record_same_steps(runs: Sequence[Mapping], path: Path | None = None) -> Path
     """Keep ``same_steps_comparison`` results as the course's record (runs of the same seed and thread count
     already there are replaced; the others kept when recorded with the same settings and torch version)."""
     path = RECORDED_SAME_STEPS if path is None else Path(path)
-    new_keys = {(r["seed"], r["threads"]) for r in runs}
-    kept = []
-    if path.exists():
-        try:
-            before = json.loads(path.read_text())
-        except (OSError, ValueError):
-            before = {}
-        if before.get("settings") == SAME_STEPS and before.get("torch") == torch.__version__:
-            kept = [r for r in before.get("runs", []) if (r["seed"], r["threads"]) not in new_keys]
-    content = {"settings": SAME_STEPS, "thresholds": SAME_STEPS_THRESHOLDS, "torch": torch.__version__,
-               "command": "python -m course_lib bench --same-steps-seeds 10 --record",
-               "runs": sorted([*kept, *map(dict, runs)], key=lambda r: (r["seed"], r["threads"]))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=1) + "\n")
-    return path
+    settings = {"settings": SAME_STEPS, "thresholds": SAME_STEPS_THRESHOLDS}
+    return records.write(path, settings, "python -m course_lib bench --same-steps-seeds 10 --record",
+                         records.merged_runs(path, settings, runs))
 
 
 def recorded_same_steps(path: Path | None = None) -> list[dict]:
