@@ -201,11 +201,31 @@ def execute(notebook, folder: Path, label: str, timeout: int = 300):
     return notebook
 
 
+# ipykernel sometimes logs this while it shuts down, after every cell ran: a control message flushes stdout
+# through a socket that is already closed. It says nothing about the notebook.
+SHUTDOWN_RACE_START = "ERROR:tornado.general:Uncaught exception in ZMQStream callback"
+SHUTDOWN_RACE_END = re.compile(r"^zmq\.error\.ZMQError: ")
+
+
+def without_shutdown_race(lines: list[str]) -> list[str]:
+    """``lines`` without the tracebacks of ipykernel's shutdown race (a ZMQStream callback's ZMQError)."""
+    kept, index = [], 0
+    while index < len(lines):
+        if lines[index].startswith(SHUTDOWN_RACE_START):
+            end = next((j for j in range(index + 1, len(lines)) if SHUTDOWN_RACE_END.match(lines[j])), None)
+            if end is not None and all(line.startswith((" ", "Traceback")) for line in lines[index + 1:end]):
+                index = end + 1
+                continue
+        kept.append(lines[index])
+        index += 1
+    return kept
+
+
 def _kernel_messages(stream) -> list[str]:
-    """What the kernel wrote to its stderr, start-up chatter left out."""
+    """What the kernel wrote to its stderr, start-up chatter and the shutdown race left out."""
     stream.seek(0)
     text = stream.read().decode("utf-8", errors="replace")
-    return [line for line in text.splitlines() if line.strip() and not kernel_noise(line)]
+    return without_shutdown_race([line for line in text.splitlines() if line.strip() and not kernel_noise(line)])
 
 
 # --- comparing notebooks the way nbval does ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from course_lib import checks
 from course_lib.exercise_builder import (
     BEGIN, END, BuildError, differences, exercise_from_solution, fingerprint, kernel_noise, load_sanitizers, main,
-    solution_regions, strip_solutions,
+    solution_regions, strip_solutions, without_shutdown_race,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -396,6 +396,25 @@ def test_an_unreadable_exercise_is_backed_up_as_it_is_and_rebuilt(tmp_path, caps
 ])
 def test_kernel_noise_is_only_the_start_up_chatter(line, noise):
     assert kernel_noise(line) is noise
+
+
+# Seen once on a loaded machine: ipykernel logged this while shutting down, after every cell had run.
+SHUTDOWN_RACE = """\
+ERROR:tornado.general:Uncaught exception in ZMQStream callback
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/ipykernel/kernelbase.py", line 406, in process_control
+    sys.stdout.flush()
+  File "zmq/backend/cython/_zmq.py", line 190, in zmq.backend.cython._zmq._check_rc
+zmq.error.ZMQError: Socket operation on non-socket""".splitlines()
+
+
+def test_the_kernels_shutdown_race_is_dropped_but_a_real_error_around_it_is_kept():
+    real = ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: real trouble"]
+    assert without_shutdown_race(SHUTDOWN_RACE) == []
+    assert without_shutdown_race(real + SHUTDOWN_RACE + ["after"]) == real + ["after"]
+    # The same start without its ZMQError ending is not the race: kept whole.
+    unfinished = SHUTDOWN_RACE[:-1] + ["ValueError: something else"]
+    assert without_shutdown_race(unfinished) == unfinished
 
 
 def test_build_runs_this_python_quietly_but_passes_real_kernel_errors_on(tmp_path, capfd, monkeypatch):
