@@ -156,7 +156,9 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
                     stack.enter_context(torch.inference_mode(False))
                     stack.enter_context(torch.enable_grad())
                     stack.enter_context(_default_dtype(torch.float32))
-                    stack.enter_context(torch.device("cpu"))
+                    if torch.get_default_device().type != "cpu":
+                        # Only then: as a context, torch.device routes every torch call through Python.
+                        stack.enter_context(torch.device("cpu"))
                     if pending_warm_up:
                         with contextlib.suppress(Exception):
                             pending_warm_up.pop()()
@@ -259,6 +261,33 @@ def _functions_of(candidate) -> list:
     return found
 
 
+# id(namespace) -> (its size, {id(value): [names bound to it]}): torch's and course_lib's module namespaces
+# are large and do not change while a course runs, so a check need not read all of them every time.
+_NAME_INDEX: dict[int, tuple[int, dict[int, list[str]]]] = {}
+_COURSE_MODULES: list = [-1, []]  # [len(sys.modules) when listed, course_lib's module namespaces]
+
+
+def _keys_bound_to(space: dict, values: list) -> list[str]:
+    """The names in ``space`` bound to any of ``values`` (each checked again: the index may be older)."""
+    cached = _NAME_INDEX.get(id(space))
+    if cached is None or cached[0] != len(space):
+        index: dict[int, list[str]] = {}
+        for key, value in list(space.items()):
+            index.setdefault(id(value), []).append(key)
+        cached = _NAME_INDEX[id(space)] = (len(space), index)
+    return [key for value in values for key in cached[1].get(id(value), ()) if space.get(key) is value]
+
+
+def _library_namespaces(scanned: Sequence[str]) -> list[dict]:
+    """The namespaces of the ``scanned`` torch modules and of course_lib's modules outside its checks."""
+    if _COURSE_MODULES[0] != len(sys.modules):
+        _COURSE_MODULES[:] = [len(sys.modules), [
+            module for name, module in list(sys.modules.items())
+            if (name == "course_lib" or name.startswith("course_lib."))
+            and not name.startswith("course_lib.checks") and module is not None]]
+    return [vars(sys.modules[name]) for name in scanned if name in sys.modules] + [vars(m) for m in _COURSE_MODULES[1]]
+
+
 class Delegation:
     """While active, every binding of each built-in in ``paths`` (its own attribute, the same object in
     torch's and course_lib's modules, names the learner imported into their globals) is a counting
@@ -276,27 +305,25 @@ class Delegation:
         if not self.paths:
             return self
         try:
+            found_paths = [(path, found) for path in self.paths if (found := _resolve(path)) is not None]
+            # Every other name bound to each built-in, looked up before anything is patched.
+            originals = [found[2] for _, found in found_paths]
+            aliases = [(space, key) for space in _library_namespaces(self._SCANNED)
+                       for key in _keys_bound_to(space, originals)]
+            aliases += [(space, key) for space in _learner_globals(self.candidate)
+                        for key, value in list(space.items()) if any(value is o for o in originals)]
             wrappers = {}
-            for path in self.paths:
-                found = _resolve(path)
-                if found is None:
-                    continue
-                owner, attr, original = found
+            for path, (owner, attr, original) in found_paths:
                 if _is_the(self.candidate, original):
                     self.counts[path] += 1  # the learner passed the built-in itself
                 wrapper = self._counting(path, original)
                 wrappers[id(original)] = (original, wrapper)
                 self._patch(owner, attr, wrapper)
-            namespaces = [vars(sys.modules[name]) for name in self._SCANNED if name in sys.modules]
-            namespaces += [vars(module) for name, module in list(sys.modules.items())
-                           if (name == "course_lib" or name.startswith("course_lib."))
-                           and not name.startswith("course_lib.checks") and module is not None]
-            namespaces += _learner_globals(self.candidate)
-            for space in namespaces:
-                for key, value in list(space.items()):
-                    hit = wrappers.get(id(value))
-                    if hit is not None and hit[0] is value:
-                        self._patch_dict(space, key, hit[1])
+            for space, key in aliases:
+                value = space.get(key)
+                hit = wrappers.get(id(value))
+                if hit is not None and hit[0] is value:  # not already the wrapper (the owner's own name)
+                    self._patch_dict(space, key, hit[1])
         except BaseException:
             self.__exit__(None, None, None)
             raise
