@@ -6,7 +6,7 @@ import torch
 from course_lib import TransformerLM, agreement_vocabulary, fit, seed_everything
 from course_lib.analysis import ablate_heads, ablation_effects, agreement_accuracy, capture_attention, head_scores
 from course_lib.grammar import AgreementGrammar, encode_sentences
-from course_lib.training import TrainingHistory, language_model_loss, pick_device, random_batches
+from course_lib.training import AdamW, TrainingHistory, language_model_loss, pick_device, random_batches
 
 
 def small_training(seed: int, steps: int = 30):
@@ -232,3 +232,68 @@ def test_fit_trains_where_gradients_were_switched_off():
                       lr=0.05, progress=False)
         assert not torch.is_grad_enabled()  # the caller's setting is back after training
     assert history.losses[-1] < history.losses[0]
+
+
+# --- course_lib's AdamW is torch's, bit for bit ------------------------------------------------------------------
+
+
+def _twin_models(seed):
+    torch.manual_seed(seed)
+    model = TransformerLM(12, d_model=16, n_heads=2, n_layers=1, max_len=8)
+    twin = TransformerLM(12, d_model=16, n_heads=2, n_layers=1, max_len=8)
+    twin.load_state_dict(model.state_dict())
+    return model, twin
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01, 0.3])
+def test_adamw_leaves_the_same_weights_as_torchs_bit_for_bit(weight_decay):
+    model, twin = _twin_models(seed=3)
+    ours = AdamW(model.parameters(), lr=5e-3, weight_decay=weight_decay)
+    theirs = torch.optim.AdamW(twin.parameters(), lr=5e-3, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(30):
+        ids = torch.randint(0, 12, (4, 8), generator=generator)
+        lr = 5e-3 * (0.5 + (step % 7) / 7)  # a learning rate that changes, as fit's schedule does
+        ours.lr = lr
+        for group in theirs.param_groups:
+            group["lr"] = lr
+        for net, optimizer in ((model, ours), (twin, theirs)):
+            optimizer.zero_grad(set_to_none=True)
+            language_model_loss(net, (ids,)).backward()
+            if step % 5 == 4:  # a parameter without a gradient this step is left alone by both
+                net.head.weight.grad = None
+            optimizer.step()
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), f"{name}: largest difference {(a - b).abs().max().item():.3g}"
+
+
+def test_fit_trains_exactly_as_with_torchs_adamw_and_lambdalr():
+    # fit's loop as it was written with torch.optim.AdamW and torch.optim.lr_scheduler.LambdaLR.
+    model, twin = _twin_models(seed=4)
+    ids = torch.randint(1, 12, (64, 8), generator=torch.Generator().manual_seed(1))
+    make_batch, same_batches = (random_batches(ids, batch_size=8, seed=0) for _ in range(2))
+    loss_fn = lambda m, batch: language_model_loss(m, batch, pad_id=0)  # noqa: E731
+    steps, warmup, lr = 25, 5, 5e-3
+    fit(model, make_batch, loss_fn, steps=steps, lr=lr, warmup=warmup, progress=False)
+    optimizer = torch.optim.AdamW(twin.parameters(), lr=lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _expected_lr(s, steps, warmup, 1.0))
+    twin.train()
+    for step in range(steps):
+        loss = loss_fn(twin, same_batches(step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), f"{name}: largest difference {(a - b).abs().max().item():.3g}"
+
+
+def test_adamw_rejects_bad_settings_saying_what_it_expected():
+    weight = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="non-empty list of tensors"):
+        AdamW([])
+    with pytest.raises(ValueError, match="betas must be two numbers"):
+        AdamW([weight], betas=(0.9, 1.0))
+    with pytest.raises((ValueError, TypeError), match="lr"):
+        AdamW([weight], lr=-1)
