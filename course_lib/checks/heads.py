@@ -322,13 +322,15 @@ def check_relation_score(candidate) -> str:
                        f"last position, not the sentence's: take positions from each sentence itself, row b "
                        f"from sentences[b]")
         if index == 0:
-            order = rng.permutation(B)
-            reordered = [sentences[int(i)] for i in order]
-            moved = _coefficients(candidate, reordered, T, f"{label}, sentences reordered", rng)
-            if _pairs(moved) != [pairs[int(i)] for i in order]:
-                raise Fail(f"the pairs read in row b of the weights do not follow sentence b ({label}): reordering "
-                           f"the sentences should move each sentence's pairs to its new row; row b of the weights "
-                           f"belongs to sentences[b]")
+            # Each sentence alone, as a batch of 1: a score that follows each sentence reads the same pairs for
+            # it there as in row b of the batch. (A reordering test misses mistakes that commute with it, e.g.
+            # reversed sentences under some permutations.)
+            for b in range(B):
+                alone = _coefficients(candidate, [sentences[b]], T, f"{label}, sentence {b} alone", rng)
+                if alone is not None and _pairs(alone)[0] != pairs[b]:
+                    raise Fail(f"the pairs read in row b of the weights do not follow sentence b ({label}): "
+                               f"sentence {b} alone gives the pairs {sorted(_pairs(alone)[0])[:3]}, in row {b} of "
+                               f"the batch {sorted(pairs[b])[:3]}; row b of the weights belongs to sentences[b]")
     return summary(len(cases), ["batch of 1", "non-contiguous weights", "padding"],
                    "a mean of attention weights (all-ones attention scores 1), each head from its own weights, "
                    "over (query, key) pairs that follow each sentence, never a later key nor padding,")
