@@ -569,6 +569,20 @@ def mistake_values(mistakes):
         yield diagnosis, value
 
 
+def name_by_value_and_gradient(got: torch.Tensor, grad: torch.Tensor | None, inputs: torch.Tensor, mistakes: Mistakes,
+                               label: str) -> None:
+    """Fail naming the mistake whose scalar value *and* gradient with respect to ``inputs`` match the answer's
+    (``grad``): two losses computed in different ways can agree in value by chance, never in gradient as well."""
+    if grad is None:
+        return
+    for diagnosis, value in mistake_values(mistakes):
+        if not isinstance(value, torch.Tensor) or value.dim() != 0 or not value.requires_grad or not close(got, value):
+            continue
+        wrong_grad, = torch.autograd.grad(value, inputs, retain_graph=True, allow_unused=True)
+        if wrong_grad is not None and close(grad, wrong_grad):
+            raise Fail(f"{diagnosis} ({label})")
+
+
 def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), what: str = "the output",
             atol: float = 1e-5, rtol: float = 1e-4, diagnose: Callable[[torch.Tensor], str | None] | None = None) -> None:
     """Fail unless ``got`` equals ``expected`` in type, shape, dtype and values.

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._core import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
-                    mistake_values, non_contiguous, seeded_module, summary)
+                    name_by_value_and_gradient, non_contiguous, seeded_module, summary)
 
 LESSON = "08_training_a_language_model"
 
@@ -85,19 +85,6 @@ def _masked_mean_rows(per_position, mask):
     return (per_position * mask).sum(1) / mask.sum(1)
 
 
-def _name_by_value_and_gradient(got, grad, logits, mistakes, label) -> None:
-    """Fail naming the mistake whose value *and* gradient match the answer's: two losses computed over
-    different positions can agree in value by chance, never in their gradient as well."""
-    if grad is None:
-        return
-    for diagnosis, value in mistake_values(mistakes):
-        if not isinstance(value, torch.Tensor) or value.dim() != 0 or not close(got, value):
-            continue
-        wrong_grad, = torch.autograd.grad(value, logits, retain_graph=True, allow_unused=True)
-        if wrong_grad is not None and close(grad, wrong_grad):
-            raise Fail(f"{diagnosis} ({label})")
-
-
 @check("next_token_loss", lesson=LESSON, reference=_next_token_loss)
 def check_next_token_loss(candidate) -> str:
     """``next_token_loss(logits (batch, time, vocab), ids (batch, time), pad_id) -> ()``: the mean cross-entropy of
@@ -132,7 +119,7 @@ def check_next_token_loss(candidate) -> str:
             expected_grad, = torch.autograd.grad(_next_token_loss(logits, ids, pad_id), logits)
             if close(got, expected) and grad is not None and close(grad, expected_grad):
                 continue
-            _name_by_value_and_gradient(got, grad, logits, mistakes, label)
+            name_by_value_and_gradient(got, grad, logits, mistakes, label)
         compare(got, expected, label, mistakes, what="the loss")
         if not got.requires_grad:
             raise Fail(f"the loss is cut off from autograd ({label}): avoid .item(), .detach() and torch.tensor(...) "
