@@ -327,7 +327,7 @@ def check_relation_score(candidate) -> str:
             # reversed sentences under some permutations.)
             for b in range(B):
                 alone = _coefficients(candidate, [sentences[b]], T, f"{label}, sentence {b} alone", rng)
-                if alone is not None and _pairs(alone)[0] != pairs[b]:
+                if _pairs(alone)[0] != pairs[b]:
                     raise Fail(f"the pairs read in row b of the weights do not follow sentence b ({label}): "
                                f"sentence {b} alone gives the pairs {sorted(_pairs(alone)[0])[:3]}, in row {b} of "
                                f"the batch {sorted(pairs[b])[:3]}; row b of the weights belongs to sentences[b]")
