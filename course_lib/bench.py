@@ -84,11 +84,12 @@ def bench_block(batch: int = 16, T: int = 128, d_model: int = 128, n_heads: int 
 class TorchEncoderLM(nn.Module):
     """The same language model as ``TransformerLM``, built from PyTorch's ``nn.TransformerEncoderLayer``."""
 
-    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, max_len: int):
+    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, max_len: int,
+                 d_ff: int | None = None):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
         self.positions = nn.Parameter(torch.zeros(max_len, d_model))
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, activation="gelu",
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, d_ff or 4 * d_model, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.ln_f = nn.LayerNorm(d_model)

@@ -15,7 +15,7 @@ from pathlib import Path
 # numpy 2.4, matplotlib 3.11, ipykernel 7.4 and pillow 13 (requirements.txt) need Python 3.11 or newer.
 MIN_PYTHON = (3, 11)
 # Seconds per step of the timing probe on the machine the course's budgets were set on (2 cores, 1 thread).
-REFERENCE_SECONDS_PER_STEP = 0.040
+REFERENCE_SECONDS_PER_STEP = 0.034
 # Seconds that lessons 00-06 take together there, run top to bottom (measured under nbval).
 REFERENCE_LESSONS_SECONDS = 46
 
