@@ -54,7 +54,7 @@ class ReferenceConfig:
     min_accuracy: float = 0.99
     min_subject_weight: float = 0.8
     min_neighbour_weight: float = 0.8
-    # 28-35 s at one thread on the course's 2-core machine (it varies with the machine's load). Fewer steps
+    # 28-37 s at one thread on the course's 2-core machine (it varies with the machine's load). Fewer steps
     # would be faster, but with 800 some seeds never learned agreement (measured): the result comes first.
     max_seconds: float = 38.0
 
