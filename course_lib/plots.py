@@ -12,7 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .validation import shape_str
+from course_lib.threads import apply_thread_policy
+from course_lib.validation import shape_str
+
+apply_thread_policy()  # the course's thread count, once (see course_lib.threads)
 
 
 def _as_numpy(x) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from course_lib.checks.positions import shift_matrix
+from course_lib.checks.lesson06_positions import shift_matrix
 
 # --- look_back_weights ----------------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 
-from course_lib.speed import dependency_graph, longest_chain
+from course_lib.experiments.speed import dependency_graph, longest_chain
 
 # --- rnn_forward -------------------------------------------------------------------------------------------------
 

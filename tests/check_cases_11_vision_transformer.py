@@ -124,7 +124,7 @@ def to_image_inner_transposed(patches, channels, size):
 
 TO_IMAGE_RIGHT = [("reshape, permute, reshape", to_image_permute), ("F.fold", to_image_fold),
                   ("loop over patches", to_image_loop),
-                  ("course_lib itself", lambda p, c, s: course_lib.images.patches_to_image(p, c, s, s))]
+                  ("course_lib itself", lambda p, c, s: course_lib.models.vision.patches_to_image(p, c, s, s))]
 TO_IMAGE_WRONG = [
     ("plain reshape", to_image_plain_reshape, "plain reshape scrambles"),
     ("rows and columns swapped", to_image_swapped, "rows and columns of patches swapped"),

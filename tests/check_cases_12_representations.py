@@ -9,7 +9,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from course_lib.grammar import ADJECTIVES, ADVERBS
+from course_lib.experiments.grammar import ADJECTIVES, ADVERBS
 
 # --- probe_accuracy -------------------------------------------------------------------------------------------------
 

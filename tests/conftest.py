@@ -6,11 +6,19 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 _OWN_CACHE = "_course_test_cache"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow-notebooks", action="store_true",
+                     help="also re-run the slow notebooks that train at 1, 2 and 4 threads (tests/test_thread_counts.py; "
+                          "minutes)")
+
+
 def pytest_configure(config):
-    """Give the run its own, empty model cache (course_lib.cache): notebooks that train
+    """Give the run its own, empty model cache (course_lib.experiments.cache): notebooks that train
     save there and the ones that load find it, without touching the learner's own cache. The kernels
     nbval starts, and xdist's workers, inherit the environment; only the first process makes the folder."""
     if hasattr(config, "workerinput") or os.environ.get("COURSE_LIB_CACHE"):
@@ -41,6 +49,11 @@ def _cache_role(path) -> int:
 def pytest_collection_modifyitems(session, config, items):
     """Run the notebooks that train a cached model first and those that load one last: then they find it in
     the cache instead of waiting for it or training it again (xdist hands out files in this order)."""
+    if not config.getoption("--slow-notebooks"):
+        skip = pytest.mark.skip(reason="minutes of training at two more thread counts: run with --slow-notebooks")
+        for item in items:
+            if "slow_notebooks" in item.keywords:
+                item.add_marker(skip)
     roles = {}
     for item in items:
         path = item.path

@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 from course_lib import MultiHeadAttention, TransformerLM, agreement_corpus, agreement_vocabulary, causal_mask
-from course_lib import analysis
-from course_lib.analysis import (ablate_heads, agreement_accuracy, attention_modules, capture, capture_attention,
+from course_lib.experiments import analysis
+from course_lib.experiments.analysis import (ablate_heads, agreement_accuracy, attention_modules, capture, capture_attention,
                                  head_scores)
-from course_lib.head_report import head_report
-from course_lib.grammar import AgreementGrammar, encode_sentences, verb_ids
+from course_lib.experiments.head_report import head_report
+from course_lib.experiments.grammar import AgreementGrammar, encode_sentences, verb_ids
 
 
 @pytest.fixture(scope="module")

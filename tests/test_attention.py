@@ -1,4 +1,4 @@
-"""course_lib.attention equals PyTorch's own attention, and explains bad input."""
+"""course_lib.models.attention equals PyTorch's own attention, and explains bad input."""
 
 import pytest
 import torch

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from course_lib import TransformerBlock, TransformerLM, TransformerStack, causal_mask
-from course_lib.block import init_weights
+from course_lib.models.block import init_weights
 
 
 def pre_ln(block, x, mask=None):

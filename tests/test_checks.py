@@ -792,7 +792,7 @@ def test_modified_input_is_reported_by_name():
 
 
 def test_a_bug_in_the_check_itself_is_contained(monkeypatch):
-    monkeypatch.setattr("course_lib.checks.positions.sinusoidal_positions", None)
+    monkeypatch.setattr("course_lib.checks.lesson06_positions.sinusoidal_positions", None)
     result = check_sinusoidal_positions(sinusoidal_exp_log)
     assert not result.passed and "the check itself failed" in result.message
 
@@ -1465,7 +1465,7 @@ DELEGATING = {
                 ("nn.Softmax", nn.Softmax(dim=-1), "F.softmax")],
     "attend": [("F.scaled_dot_product_attention", ATTEND_RIGHT[3][1], "F.scaled_dot_product_attention")],
     "causal_mask": [("course_lib itself", course_lib.causal_mask, "course_lib's causal_mask"),
-                    ("course_lib inside", lambda T: course_lib.attention.causal_mask(T), "course_lib's causal_mask")],
+                    ("course_lib inside", lambda T: course_lib.models.attention.causal_mask(T), "course_lib's causal_mask")],
     "scaled_dot_product_attention": [
         ("F.scaled_dot_product_attention", sdpa_builtin, "F.scaled_dot_product_attention"),
         ("course_lib itself", course_lib.scaled_dot_product_attention, "course_lib's scaled_dot_product_attention")],
@@ -1535,7 +1535,7 @@ def test_a_builtin_imported_by_name_into_the_learners_namespace_is_noticed_and_r
 
 def test_builtins_are_restored_after_every_check_even_a_failing_one():
     originals = (torch.softmax, F.softmax, torch.special.softmax, F.scaled_dot_product_attention,
-                 course_lib.attention.causal_mask, course_lib.causal_mask, torch.optim.SGD.step,
+                 course_lib.models.attention.causal_mask, course_lib.causal_mask, torch.optim.SGD.step,
                  course_lib.MultiHeadAttention.forward, nn.MultiheadAttention.forward)
     assert "softmax" not in vars(torch.Tensor)
 
@@ -1546,6 +1546,6 @@ def test_builtins_are_restored_after_every_check_even_a_failing_one():
         registry.get(name).check(raises)
         registry.get(name).check(CASES[name][0][0][1])
     assert (torch.softmax, F.softmax, torch.special.softmax, F.scaled_dot_product_attention,
-            course_lib.attention.causal_mask, course_lib.causal_mask, torch.optim.SGD.step,
+            course_lib.models.attention.causal_mask, course_lib.causal_mask, torch.optim.SGD.step,
             course_lib.MultiHeadAttention.forward, nn.MultiheadAttention.forward) == originals
     assert "softmax" not in vars(torch.Tensor)

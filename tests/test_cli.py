@@ -8,8 +8,9 @@ import types
 
 import pytest
 
-from course_lib import bench, doctor
-from course_lib.__main__ import main as cli_main
+from course_lib.tools import bench
+from course_lib.tools import doctor
+from course_lib.tools.cli import main as cli_main
 
 
 def test_doctor_reports_every_item_and_passes_in_the_course_environment():
@@ -33,11 +34,11 @@ def test_doctor_flags_a_wrong_package_version_with_a_fix(tmp_path, monkeypatch):
 def test_doctor_command_exit_code_follows_its_checks(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "check_reference", lambda: doctor.DoctorCheck("reference result", True, "holds"))
     monkeypatch.setattr(doctor, "check_speed", lambda: doctor.DoctorCheck("speed", False, "slow", "close programs"))
-    assert doctor.main([]) == 1
+    assert cli_main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  speed" in out and "fix: close programs" in out and "1 check(s) failed: speed" in out
     monkeypatch.setattr(doctor, "check_speed", lambda: doctor.DoctorCheck("speed", True, "fast"))
-    assert doctor.main([]) == 0
+    assert cli_main(["doctor"]) == 0
 
 
 def test_cli_usage_and_unknown_command(capsys):
@@ -155,9 +156,9 @@ def test_bench_json_has_the_documented_keys(monkeypatch, capsys):
 
 def test_doctor_help_and_bad_options_do_not_run_it(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "run_doctor", lambda show=True, reference=True: pytest.fail("the doctor ran"))
-    assert doctor.main(["--help"]) == 0
+    assert cli_main(["doctor", "--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: python -m course_lib doctor")
-    assert doctor.main(["--bogus"]) == 2
+    assert cli_main(["doctor", "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
@@ -189,16 +190,16 @@ class FakeRun:
         self.agreement_accuracy, self.subject_head_weight, self.neighbour_head_weight = accuracy, subject, neighbour
 
     def meets_targets(self):
-        from course_lib.reference import REFERENCE
+        from course_lib.experiments.reference import REFERENCE
         return (self.agreement_accuracy >= REFERENCE.min_accuracy and self.subject_head_weight >= REFERENCE.min_subject_weight
                 and self.neighbour_head_weight >= REFERENCE.min_neighbour_weight)
 
 
 @pytest.mark.parametrize("run, ok", [(FakeRun(1.0, 0.95, 0.9), True), (FakeRun(1.0, 0.6, 0.9), False)])
 def test_doctor_says_whether_the_reference_result_holds_here(run, ok, monkeypatch):
-    import course_lib.reference
+    import course_lib.experiments.reference
 
-    monkeypatch.setattr(course_lib.reference, "train_reference_model", lambda **kw: run)
+    monkeypatch.setattr(course_lib.experiments.reference, "train_reference_model", lambda **kw: run)
     check = doctor.check_reference()
     assert check.ok is ok and check.name == "reference result"
     assert f"verb->subject head {run.subject_head_weight:.2f} (>= 0.8)" in check.detail
@@ -210,7 +211,7 @@ def test_doctor_says_whether_the_reference_result_holds_here(run, ok, monkeypatc
 def test_doctor_quick_skips_the_reference(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "check_reference", lambda: pytest.fail("the reference was trained"))
     monkeypatch.setattr(doctor, "check_speed", lambda: doctor.DoctorCheck("speed", True, "fast"))
-    assert doctor.main(["--quick"]) == 0
+    assert cli_main(["doctor", "--quick"]) == 0
     assert "reference result" not in capsys.readouterr().out
 
 

@@ -5,10 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import AgreementGrammar, Vocabulary, agreement_corpus, agreement_vocabulary, pad_batch, tokenize
-from course_lib.grammar import (ADVERBS, INTRANSITIVE, NOUNS, PLURAL, PREPOSITION_NOUNS, SINGULAR, SUBJECT_VERB,
+from course_lib.experiments.grammar import (ADVERBS, INTRANSITIVE, NOUNS, PLURAL, PREPOSITION_NOUNS, SINGULAR, SUBJECT_VERB,
                                 TRANSITIVE, encode_sentences, subject_baselines, verb_ids)
-from course_lib.reference import REFERENCE
-from course_lib.images import SHAPE_CLASSES, image_to_patches, make_shapes, patches_to_image, sample_photo
+from course_lib.experiments.reference import REFERENCE
+from course_lib.experiments.images import SHAPE_CLASSES, make_shapes, sample_photo
+from course_lib.models.vision import image_to_patches, patches_to_image
 
 SINGULAR_NOUNS = {s for s, _ in NOUNS}
 PLURAL_NOUNS = {p for _, p in NOUNS}

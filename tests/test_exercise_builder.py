@@ -16,14 +16,20 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from course_lib import checks
-from course_lib.exercise_builder import (
-    BEGIN, END, BuildError, differences, exercise_from_solution, fingerprint, kernel_noise, load_sanitizers, main,
+from course_lib.tools.cli import main as cli_main
+from course_lib.tools.exercise_builder import (
+    BEGIN, END, BuildError, differences, exercise_from_solution, fingerprint, kernel_noise, load_sanitizers,
     solution_regions, strip_solutions, without_shutdown_race,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = sorted(path.stem for path in (REPO / "solutions").glob("[0-9][0-9]_*.ipynb"))
 RULES = load_sanitizers(REPO)
+
+
+def exercises(argv: list[str]) -> int:
+    """``python -m course_lib exercises ...``, in this process."""
+    return cli_main(["exercises", *argv])
 
 
 # --- turning solution code into exercise code ------------------------------------------------------------------
@@ -127,9 +133,9 @@ def test_differences_name_the_cell_and_line():
 
 
 def test_command_line_errors_return_nonzero(capsys):
-    assert main([]) == 2
-    assert main(["build", "--sources-only"]) == 2
-    assert main(["build", "--check", "--root", str(REPO), "99_nothing"]) == 1
+    assert exercises([]) == 2
+    assert exercises(["build", "--sources-only"]) == 2
+    assert exercises(["build", "--check", "--root", str(REPO), "99_nothing"]) == 1
     assert "no solution notebook matches 99_nothing" in capsys.readouterr().err
 
 
@@ -154,7 +160,7 @@ def _read(path):
 def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"), new_code_cell(SOLUTION_CELL),
                                                    new_code_cell(DEMO_CHECK)])
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     assert "exercises/01_demo.ipynb: written" in capsys.readouterr().out
     built = _read(exercise_path)
     assert built.cells[1].source.endswith('raise NotImplementedError("Hint: multiply by two.")')
@@ -164,9 +170,9 @@ def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
 
     # --check agrees, and writes nothing; a second build leaves the file alone.
     before = exercise_path.read_bytes()
-    assert main(["build", "--check", "--root", str(root)]) == 0
+    assert exercises(["build", "--check", "--root", str(root)]) == 0
     assert "1 exercise notebooks match their solutions (sources and outputs)" in capsys.readouterr().out
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     assert "up to date" in capsys.readouterr().out and exercise_path.read_bytes() == before
 
     # A learner solves the exercise: --check names the cell; build keeps a backup of their work.
@@ -174,13 +180,13 @@ def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
     edited.cells[1].source = 'def double(x):\n    """x -> 2 x."""\n    return x + x'
     nbformat.write(edited, exercise_path)
     learner_bytes = exercise_path.read_bytes()
-    assert main(["build", "--check", "--sources-only", "--root", str(root)]) == 1
+    assert exercises(["build", "--check", "--sources-only", "--root", str(root)]) == 1
     out = capsys.readouterr().out
     assert "exercises/01_demo.ipynb: cell 2, line 3: source is '    return x + x'" in out
     assert exercise_path.read_bytes() == learner_bytes  # --check wrote nothing
 
     # Its solution did not change: build leaves the learner's edits in place, with no backup.
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "exercises/01_demo.ipynb: kept your edits (its solution has not changed since the last build)" in out
     assert exercise_path.read_bytes() == learner_bytes
@@ -188,9 +194,9 @@ def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
 
     # The solution changes: build saves the learner's copy, then writes the new exercise, and says so.
     _revise_solution(root, "# Demo, revised")
-    assert main(["build", "--check", "--sources-only", "--root", str(root)]) == 1
+    assert exercises(["build", "--check", "--sources-only", "--root", str(root)]) == 1
     assert "cell 1, line 1: source is '# Demo', build would write '# Demo, revised'" in capsys.readouterr().out
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     backups = list((root / "exercises" / "backups").glob("01_demo.*.ipynb"))
     assert len(backups) == 1 and backups[0].read_bytes() == learner_bytes
@@ -201,7 +207,7 @@ def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
 
     # An instructor's update to an unedited exercise is written without a backup.
     _revise_solution(root, "# Demo, revised twice")
-    assert main(["build", "--root", str(root), "01"]) == 0
+    assert exercises(["build", "--root", str(root), "01"]) == 0
     out = capsys.readouterr().out
     assert "written" in out and "saved" not in out
     assert len(list((root / "exercises" / "backups").glob("*.ipynb"))) == 1
@@ -215,18 +221,18 @@ def _revise_solution(root, title):
 
 def test_check_catches_stale_outputs_and_orphans(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     stale = _read(exercise_path)
     stale.cells[1].outputs[0]["text"] = "double(2) = 4\n"  # an output from solution code leaking into the exercise
     nbformat.write(stale, exercise_path)
     shutil.copy(exercise_path, root / "exercises" / "02_orphan.ipynb")
     capsys.readouterr()
-    assert main(["build", "--check", "--root", str(root)]) == 1
+    assert exercises(["build", "--check", "--root", str(root)]) == 1
     out = capsys.readouterr().out
     assert "exercises/01_demo.ipynb: cell 2: outputs are" in out
     assert "exercises/02_orphan.ipynb: has no source solutions/02_orphan.ipynb" in out
     exercise_path.unlink()
-    assert main(["build", "--check", "--sources-only", "--root", str(root), "01_demo"]) == 1
+    assert exercises(["build", "--check", "--sources-only", "--root", str(root), "01_demo"]) == 1
     assert "exercises/01_demo.ipynb: missing" in capsys.readouterr().out
 
 
@@ -240,11 +246,11 @@ def _one_line_error(captured):
 def test_a_solution_without_markers_is_refused(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"),
                                                    new_code_cell("def double(x):\n    return 2 * x")])
-    assert main(["build", "--root", str(root)]) == 1
+    assert exercises(["build", "--root", str(root)]) == 1
     err = _one_line_error(capsys.readouterr())
     assert "solutions/01_demo.ipynb: has no ### BEGIN SOLUTION ... ### END SOLUTION region" in err
     assert not exercise_path.exists()
-    assert main(["build", "--check", "--sources-only", "--root", str(root)]) == 1
+    assert exercises(["build", "--check", "--sources-only", "--root", str(root)]) == 1
 
 
 def test_a_cell_without_source_is_named(tmp_path, capsys):
@@ -252,7 +258,7 @@ def test_a_cell_without_source_is_named(tmp_path, capsys):
     raw = json.loads((root / "solutions" / "01_demo.ipynb").read_text())
     del raw["cells"][0]["source"]
     (root / "solutions" / "01_demo.ipynb").write_text(json.dumps(raw))
-    assert main(["build", "--root", str(root)]) == 1
+    assert exercises(["build", "--root", str(root)]) == 1
     err = _one_line_error(capsys.readouterr())
     assert "solutions/01_demo.ipynb, cell 1: has no source" in err
     assert not exercise_path.exists()
@@ -262,7 +268,7 @@ def _edited_then_solution_changed(tmp_path, capsys):
     """A built exercise that a learner then edited, and a solution changed since: build must replace it."""
     root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"), new_code_cell(SOLUTION_CELL),
                                                    new_code_cell(DEMO_CHECK)])
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     edited = _read(exercise_path)
     edited.cells[1].source = "def double(x):\n    return x + x  # my answer"
     nbformat.write(edited, exercise_path)
@@ -275,20 +281,20 @@ def test_unwritable_backups_or_a_read_only_exercise_stop_with_one_line_and_chang
     root, exercise_path, learner_bytes = _edited_then_solution_changed(tmp_path, capsys)
     backups = root / "exercises" / "backups"
     backups.write_text("a file where the backups folder should be")
-    assert main(["build", "--root", str(root)]) == 1
+    assert exercises(["build", "--root", str(root)]) == 1
     err = _one_line_error(capsys.readouterr())
     assert "exercises/01_demo.ipynb: cannot create exercises/backups/ for a backup of your edits" in err
     assert exercise_path.read_bytes() == learner_bytes
     backups.unlink()
 
     exercise_path.chmod(0o444)
-    assert main(["build", "--root", str(root)]) == 1
+    assert exercises(["build", "--root", str(root)]) == 1
     err = _one_line_error(capsys.readouterr())
     assert "exercises/01_demo.ipynb: is read-only, so build will not replace it" in err
     assert exercise_path.read_bytes() == learner_bytes and not list(backups.glob("*"))
 
     exercise_path.chmod(0o644)
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     assert "saved your copy as exercises/backups/" in capsys.readouterr().out
     assert [p.read_bytes() for p in backups.glob("*.ipynb")] == [learner_bytes]
 
@@ -300,7 +306,7 @@ def test_a_backups_folder_without_write_permission_stops_the_build(tmp_path, cap
     backups.mkdir()
     backups.chmod(0o555)
     try:
-        assert main(["build", "--root", str(root)]) == 1
+        assert exercises(["build", "--root", str(root)]) == 1
         err = _one_line_error(capsys.readouterr())
         assert "cannot save a backup in exercises/backups/" in err
         assert exercise_path.read_bytes() == learner_bytes
@@ -327,7 +333,7 @@ def test_backups_never_overwrite_one_another_and_a_failed_write_keeps_the_exerci
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(nbformat, "writes", full_disk)
-    assert main(["build", "--root", str(root)]) == 1
+    assert exercises(["build", "--root", str(root)]) == 1
     err = _one_line_error(capsys.readouterr())
     assert "exercises/01_demo.ipynb" in err and "No space left on device" in err
     assert exercise_path.read_bytes() == learner_bytes
@@ -335,7 +341,7 @@ def test_backups_never_overwrite_one_another_and_a_failed_write_keeps_the_exerci
     assert not [p for p in exercise_path.parent.iterdir() if p.name.endswith(".tmp")]
 
     monkeypatch.setattr(nbformat, "writes", real_writes)
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     assert taken.read_bytes() == b"another build's backup of another answer"
     assert learner_bytes in [p.read_bytes() for p in backups.glob("*.ipynb")]
     assert _read(exercise_path).cells[0].source == "# Demo, revised"
@@ -343,14 +349,14 @@ def test_backups_never_overwrite_one_another_and_a_failed_write_keeps_the_exerci
 
 def test_an_exercise_built_before_source_fingerprints_keeps_its_edits_while_the_build_is_the_same(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     edited = _read(exercise_path)
     del edited.metadata["course_lib"]["source_fingerprint"]  # as an older builder wrote it
     edited.cells[0].source = "def double(x):\n    return x + x"
     nbformat.write(edited, exercise_path)
     learner_bytes = exercise_path.read_bytes()
     capsys.readouterr()
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     assert "kept your edits" in capsys.readouterr().out
     assert exercise_path.read_bytes() == learner_bytes and not (root / "exercises" / "backups").exists()
 
@@ -358,7 +364,7 @@ def test_an_exercise_built_before_source_fingerprints_keeps_its_edits_while_the_
 def test_a_cell_that_fails_when_executed_stops_the_build_naming_it(tmp_path, capsys):
     broken = "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"  # a region outside a function cannot run
     root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"), new_code_cell(broken)])
-    assert main(["build", "--root", str(root)]) == 1
+    assert exercises(["build", "--root", str(root)]) == 1
     err = capsys.readouterr().err
     assert "cell 2 raised an error when executed" in err and "NotImplementedError" in err
     assert not exercise_path.exists()
@@ -366,25 +372,25 @@ def test_a_cell_that_fails_when_executed_stops_the_build_naming_it(tmp_path, cap
 
 def test_an_unreadable_exercise_is_backed_up_as_it_is_and_rebuilt(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     good = exercise_path.read_bytes()
     conflicted = b"<<<<<<< HEAD\n" + good[: len(good) // 2]  # half a notebook after a merge conflict
     exercise_path.write_bytes(conflicted)
     capsys.readouterr()
 
-    assert main(["build", "--check", "--root", str(root)]) == 1
+    assert exercises(["build", "--check", "--root", str(root)]) == 1
     captured = capsys.readouterr()
     assert "exercises/01_demo.ipynb: not a readable notebook" in captured.out
     assert "Traceback" not in captured.out + captured.err and exercise_path.read_bytes() == conflicted
 
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"exercises/01_demo\.ipynb: not a readable notebook; saved it as "
                      r"exercises/backups/01_demo\.\d{8}-\d{6}\.ipynb and wrote a new one", out), out
     backups = list((root / "exercises" / "backups").glob("01_demo.*.ipynb"))
     assert len(backups) == 1 and backups[0].read_bytes() == conflicted
     assert _read(exercise_path).cells[1].outputs[0]["text"] == "double: not implemented yet\n"
-    assert main(["build", "--check", "--root", str(root)]) == 0
+    assert exercises(["build", "--check", "--root", str(root)]) == 0
 
 
 @pytest.mark.parametrize("line, noise", [
@@ -428,7 +434,7 @@ def test_build_runs_this_python_quietly_but_passes_real_kernel_errors_on(tmp_pat
     show = new_code_cell("import os, sys\nprint(sys.executable)\nos.write(2, b'a real problem\\n')")
     root, exercise_path = _scratch_repo(tmp_path / "repo", [new_code_cell(SOLUTION_CELL), show])
     capfd.readouterr()
-    assert main(["build", "--root", str(root)]) == 0
+    assert exercises(["build", "--root", str(root)]) == 0
     err = capfd.readouterr().err
     assert _read(exercise_path).cells[1].outputs[0]["text"] == sys.executable + "\n"
     assert "IPKernelApp" not in err and "without encryption" not in err, err
@@ -511,7 +517,7 @@ def test_committed_exercises_match_what_build_would_write(capsys):
     # Sources only: the same test command runs every committed exercise under strict nbval, which checks
     # that its stored outputs are what its sources produce; executing them here too would double the time.
     before = {p: p.read_bytes() for p in (REPO / "exercises").glob("*.ipynb")}
-    code = main(["build", "--check", "--sources-only", "--root", str(REPO)])
+    code = exercises(["build", "--check", "--sources-only", "--root", str(REPO)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert len(TOPICS) >= 6 and f"{len(TOPICS)} exercise notebooks match their solutions (sources)" in out

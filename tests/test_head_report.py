@@ -8,9 +8,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from course_lib import TransformerLM, agreement_corpus, agreement_vocabulary, seed_everything  # noqa: E402
-from course_lib.analysis import ablation_effects, agreement_accuracy, head_scores  # noqa: E402
-from course_lib.grammar import subject_baselines  # noqa: E402
-from course_lib.head_report import HeadReport, head_report  # noqa: E402
+from course_lib.experiments.analysis import ablation_effects, agreement_accuracy, head_scores  # noqa: E402
+from course_lib.experiments.grammar import subject_baselines  # noqa: E402
+from course_lib.experiments.head_report import HeadReport, head_report  # noqa: E402
 
 
 @pytest.fixture(scope="module")

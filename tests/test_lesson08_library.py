@@ -1,5 +1,5 @@
 """Lesson 08's additions to course_lib: TransformerLM's mask modes, the grammar's parser, and
-course_lib.evaluation (the bigram baseline and the measures that never let a prediction see ahead)."""
+course_lib.experiments.evaluation (the bigram baseline and the measures that never let a prediction see ahead)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.analysis import agreement_accuracy
-from course_lib.attention import causal_mask
-from course_lib.evaluation import BigramLM, agreement_by, held_out_loss, prefix_agreement_accuracy
-from course_lib.grammar import (ADJECTIVES, AgreementGrammar, NOUNS, PREPOSITION_NOUNS, SUBJECT_VERB, Sentence,
+from course_lib.experiments.analysis import agreement_accuracy
+from course_lib.models.attention import causal_mask
+from course_lib.experiments.evaluation import BigramLM, agreement_by, held_out_loss, prefix_agreement_accuracy
+from course_lib.experiments.grammar import (ADJECTIVES, AgreementGrammar, NOUNS, PREPOSITION_NOUNS, SUBJECT_VERB, Sentence,
                                 agreement_corpus, agreement_vocabulary, encode_sentences, is_grammatical, parse)
-from course_lib.language_model import TransformerLM
-from course_lib.training import language_model_loss
+from course_lib.models.language_model import TransformerLM
+from course_lib.experiments.training import language_model_loss
 
 VOCAB = agreement_vocabulary()
 

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from course_lib import links
-from course_lib.__main__ import main
+from course_lib.tools import links
+from course_lib.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

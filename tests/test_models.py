@@ -6,7 +6,7 @@ from torch import nn
 
 from course_lib import (GRULanguageModel, TransformerBlock, TransformerClassifier, TransformerLM, VisionTransformer,
                         causal_mask, make_shapes)
-from course_lib.positions import LearnedPositions, SinusoidalPositions, sinusoidal_positions
+from course_lib.models.positions import LearnedPositions, SinusoidalPositions, sinusoidal_positions
 
 ATOL = 1e-5
 
@@ -243,7 +243,7 @@ def test_generate_at_temperature_zero_picks_the_likeliest_token_every_time():
 
 
 def test_init_weights_gives_linear_and_embedding_weights_std_0_02_and_keeps_biases():
-    from course_lib.block import init_weights
+    from course_lib.models.block import init_weights
 
     torch.manual_seed(0)
     model = TransformerLM(vocab_size=500, d_model=128, n_heads=4, n_layers=2, max_len=16)

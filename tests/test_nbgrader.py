@@ -24,10 +24,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course_lib.__main__ import main
+from course_lib.tools.cli import main
 from course_lib.checks import registry
-from course_lib.grading import Grader
-from course_lib.nbgrader_course import SourceError, move_hints_out, points, write_course
+from course_lib.tools.grading import Grader
+from course_lib.tools.nbgrader_course import SourceError, move_hints_out, points, write_course
 
 NO_NBGRADER = "instructor packages not installed: pip install -r requirements-instructor.txt"
 
@@ -316,7 +316,7 @@ def test_a_solution_without_a_graded_check_or_difficulty_is_refused():
              nbformat.v4.new_markdown_cell("## Exercise\n\n**Difficulty ★☆☆ (1/3)**"),
              nbformat.v4.new_code_cell("def add_positions(x, table):\n    ### BEGIN SOLUTION\n    return x\n"
                                        "    ### END SOLUTION")]
-    from course_lib.nbgrader_course import source_notebook
+    from course_lib.tools.nbgrader_course import source_notebook
     with pytest.raises(SourceError, match="add_positions"):
         source_notebook(nbformat.v4.new_notebook(cells=cells), FULL, ("add_positions",), "G")
     cells.append(nbformat.v4.new_code_cell("check_add_positions(add_positions)"))

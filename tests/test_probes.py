@@ -1,12 +1,12 @@
-"""course_lib.probes: the linear probe, nearest-neighbour retrieval and the vectors of each layer (lesson 12)."""
+"""course_lib.experiments.probes: the linear probe, nearest-neighbour retrieval and the vectors of each layer (lesson 12)."""
 
 import numpy as np
 import pytest
 import torch
 
-from course_lib.grammar import AgreementGrammar, agreement_vocabulary, encode_sentences
-from course_lib.language_model import TransformerLM
-from course_lib.probes import layer_vectors, nearest_neighbour_accuracy, probe_accuracy
+from course_lib.experiments.grammar import AgreementGrammar, agreement_vocabulary, encode_sentences
+from course_lib.models.language_model import TransformerLM
+from course_lib.experiments.probes import layer_vectors, nearest_neighbour_accuracy, probe_accuracy
 
 
 def _separable(n, seed):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib import reference
-from course_lib.reference import cache_path, load_reference_model, train_reference_model
+from course_lib.experiments import reference
+from course_lib.experiments.reference import cache_path, load_reference_model, train_reference_model
 
 QUICK = dict(steps=3, n_train=300, n_test=40)  # a few steps: the cache is the point, not the accuracy
 

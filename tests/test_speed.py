@@ -1,4 +1,4 @@
-"""course_lib.speed and the recurrent model's additions: the counts lesson 10 prints, the matched models, the
+"""course_lib.experiments.speed and the recurrent model's additions: the counts lesson 10 prints, the matched models, the
 timing helpers' shapes and errors. No test asserts a timing: those belong to ``python -m course_lib bench``."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_lib.language_model import TransformerLM
-from course_lib.recurrent import GRULanguageModel
-from course_lib.speed import (attention_weight_bytes, dependency_graph, earliest_rounds, format_speed_figures,
+from course_lib.models.language_model import TransformerLM
+from course_lib.models.recurrent import GRULanguageModel
+from course_lib.experiments.speed import (attention_weight_bytes, dependency_graph, earliest_rounds, format_speed_figures,
                               next_token_seconds,
                               longest_chain, matched_models, multiply_adds, parameter_count, seconds, time_models)
 
@@ -201,7 +201,7 @@ def test_earliest_rounds_of_a_two_layer_gru_run_along_diagonals():
 # --- lesson 10's quality claim on many seeds: the record the lesson reads ---------------------------------------
 
 def test_the_same_steps_record_covers_ten_seeds_at_three_thread_counts_and_every_run_meets_the_thresholds():
-    from course_lib.speed import SAME_STEPS_THRESHOLDS, recorded_same_steps
+    from course_lib.experiments.speed import SAME_STEPS_THRESHOLDS, recorded_same_steps
 
     runs = recorded_same_steps()  # raises if recorded with other settings than the lesson's
     assert sorted((r["seed"], r["threads"]) for r in runs) == [(s, t) for s in range(10) for t in (1, 2, 4)]
@@ -214,7 +214,7 @@ def test_the_same_steps_record_covers_ten_seeds_at_three_thread_counts_and_every
 
 
 def test_recording_same_steps_replaces_a_rerun_and_keeps_the_rest(tmp_path):
-    from course_lib.speed import record_same_steps, recorded_same_steps
+    from course_lib.experiments.speed import record_same_steps, recorded_same_steps
 
     path = tmp_path / "record.json"
     run = dict(seed=0, threads=1, gru=0.9, transformer=0.5, loss_gru=1.6, loss_transformer=1.9, holds=True)
@@ -228,7 +228,7 @@ def test_recording_same_steps_replaces_a_rerun_and_keeps_the_rest(tmp_path):
 
 
 def test_same_steps_comparison_refuses_a_bad_seed():
-    from course_lib.speed import same_steps_comparison
+    from course_lib.experiments.speed import same_steps_comparison
 
     with pytest.raises(ValueError, match="seed"):
         same_steps_comparison(-1)

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from course_lib import TransformerLM, agreement_vocabulary, fit, seed_everything
-from course_lib.analysis import ablate_heads, ablation_effects, agreement_accuracy, capture_attention, head_scores
-from course_lib.grammar import AgreementGrammar, encode_sentences
-from course_lib.training import AdamW, TrainingHistory, language_model_loss, pick_device, random_batches
+from course_lib.experiments.analysis import ablate_heads, ablation_effects, agreement_accuracy, capture_attention, head_scores
+from course_lib.experiments.grammar import AgreementGrammar, encode_sentences
+from course_lib.experiments.training import AdamW, TrainingHistory, language_model_loss, pick_device, random_batches
 
 
 def small_training(seed: int, steps: int = 30):
@@ -112,7 +112,7 @@ def _tiny_lm_task(seed=0):
 
 
 def test_fit_stops_when_the_loss_diverges_naming_the_step_and_loss():
-    from course_lib.training import TrainingDiverged
+    from course_lib.experiments.training import TrainingDiverged
 
     model, make_batch = _tiny_lm_task()
     with pytest.raises(FloatingPointError, match=r"the loss became (nan|inf|-inf) at step \d+ of 50 \(lr=1e\+06\).*"

@@ -1,11 +1,11 @@
-"""course_lib.digits and the vision transformer on real pixels (lesson 11)."""
+"""course_lib.experiments.digits and the vision transformer on real pixels (lesson 11)."""
 
 import pytest
 import torch
 
-from course_lib.digits import (DIGIT_VIT, DigitSplit, accuracy, digit_cnn, digit_mlp, digit_vit, load_digit_split,
+from course_lib.experiments.digits import (DIGIT_VIT, DigitSplit, accuracy, digit_cnn, digit_mlp, digit_vit, load_digit_split,
                                load_digit_vit, predict, train_classifier, train_digit_vit)
-from course_lib.images import image_to_patches
+from course_lib.models.vision import image_to_patches
 
 
 def test_the_split_is_fixed_by_its_seed_stratified_and_disjoint():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from course_lib import TransformerLM, agreement_vocabulary, seed_everything
-from course_lib.analysis import capture_attention
+from course_lib.experiments.analysis import capture_attention
 from course_lib.widgets import AVERAGE, AttentionExplorer, AttentionPlayground
 
 TOKENS = ["<bos>", "the", "dog", "near", "the", "cats", "runs", "."]

@@ -18,9 +18,13 @@ the ``check_*`` names below and ``time_checks()`` (``python -m course_lib bench`
 
 import sys
 
-from . import registry
-from ._core import CheckResult, check, settings
-from .registry import EXERCISES, REGISTRY
+from course_lib.threads import apply_thread_policy
+
+apply_thread_policy()  # the course's thread count, once (see course_lib.threads)
+
+from . import registry  # noqa: E402
+from ._core import CheckResult, check, settings  # noqa: E402
+from .registry import EXERCISES, REGISTRY  # noqa: E402
 
 # Every lesson module (each declares its checks with @check): a new lesson needs no edit here.
 registry.discover(sys.modules[__name__])

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..validation import shape_str
+from course_lib.validation import shape_str
 from . import registry
 
 NOT_IMPLEMENTED = "not implemented yet (replace the `raise NotImplementedError` line with your code)"
@@ -224,8 +224,8 @@ def _resolve(path: str):
 
 def builtin_label(path: str) -> str:
     """How a message names a built-in: "F.softmax", "torch.softmax", "course_lib's causal_mask"."""
-    if path.startswith("course_lib."):
-        return f"course_lib's {'.'.join(path.split('.')[2:]) or path.split('.')[-1]}"
+    if path.startswith("course_lib."):  # course_lib.<part>.<module>.<name>
+        return f"course_lib's {'.'.join(path.split('.')[3:]) or path.split('.')[-1]}"
     for long, short in (("torch.nn.functional.", "F."), ("torch.nn.", "nn.")):
         if path.startswith(long):
             return short + path[len(long):]
@@ -284,7 +284,7 @@ def _library_namespaces(scanned: Sequence[str]) -> list[dict]:
         _COURSE_MODULES[:] = [len(sys.modules), [
             module for name, module in list(sys.modules.items())
             if (name == "course_lib" or name.startswith("course_lib."))
-            and not name.startswith("course_lib.checks") and module is not None]]
+            and not name.startswith(("course_lib.checks", "course_lib.tools")) and module is not None]]
     return [vars(sys.modules[name]) for name in scanned if name in sys.modules] + [vars(m) for m in _COURSE_MODULES[1]]
 
 

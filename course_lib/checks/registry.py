@@ -22,7 +22,7 @@ from dataclasses import dataclass
 class Exercise:
     """One exercise: ``check(candidate)`` judges a learner's answer; ``reference`` is a right answer.
 
-    ``builtins`` are dotted paths ("torch.softmax", "course_lib.attention.causal_mask") whose use means the
+    ``builtins`` are dotted paths ("torch.softmax", "course_lib.models.attention.causal_mask") whose use means the
     learner called the ready-made thing instead of building it; ``pieces`` names what to build it from.
     ``time_limit`` is the check's own limit in seconds (``settings.time_limit`` overrides it).
     """

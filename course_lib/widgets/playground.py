@@ -12,8 +12,8 @@ import ipywidgets as widgets
 import numpy as np
 import traitlets
 
-from ..validation import shape_str, to_numpy
-from .render import check_tokens, escape
+from course_lib.validation import shape_str, to_numpy
+from course_lib.widgets.render import check_tokens, escape
 
 # A hand-made example in two dimensions: axis 0 ~ "is a thing", axis 1 ~ "is an action or relation".
 EXAMPLE_WORDS = ["the", "cat", "sat", "on", "the", "mat"]

@@ -15,7 +15,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from ..validation import shape_str, to_numpy
+from course_lib.validation import shape_str, to_numpy
 
 ROW_SUM_TOLERANCE = 1e-3
 CMAP = "Blues"
