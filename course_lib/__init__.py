@@ -49,7 +49,7 @@ _NAMES = {
     "course_lib.threads": ("apply_thread_policy",),
 }
 _HOME = {name: module for module, names in _NAMES.items() for name in names}
-_PARTS = ("checks", "experiments", "models", "plots", "threads", "tools", "validation", "widgets")
+_PARTS = ("checks", "experiments", "models", "plots", "threads", "validation", "widgets")  # tools: import them by name
 
 __all__ = sorted(_HOME)
 

@@ -16,7 +16,7 @@ per process, unless you chose a number yourself:
 is written; the README's "Threads" section shows what it is worth.
 
 The reference result (``course_lib.experiments.reference``) holds with 1, 2 and 4 threads: ``python -m course_lib
-bench --seeds`` measures it.
+record reference-seeds`` measures it.
 """
 
 from __future__ import annotations

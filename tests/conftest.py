@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import tempfile
@@ -60,3 +61,46 @@ def pytest_collection_modifyitems(session, config, items):
         if path not in roles:
             roles[path] = _cache_role(path)
     items.sort(key=lambda item: roles[item.path])  # stable: each file's cells keep their order
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: every write under ``folder`` fails with PermissionError, as in a folder without write
+    permission. File modes alone would not do: root (as CI runs) may write anywhere. The mode is set too, so
+    that a non-root run meets the real thing."""
+    folders: list[str] = []
+    real_mkdir, real_os_open, real_open = os.mkdir, os.open, builtins.open
+
+    def refuse(path) -> None:
+        resolved = os.path.abspath(os.fspath(path)) if isinstance(path, (str, bytes, os.PathLike)) else ""
+        if any(resolved == f or resolved.startswith(f + os.sep) for f in folders):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    def mkdir(path, *args, **kwargs):
+        refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+    changed = []
+
+    def make(folder) -> None:
+        folders.append(os.path.abspath(os.fspath(folder)))
+        if os.path.isdir(folder):
+            changed.append((folder, os.stat(folder).st_mode))
+            os.chmod(folder, 0o555)
+
+    yield make
+    for folder, mode in changed:
+        os.chmod(folder, mode)

@@ -52,7 +52,7 @@ def test_same_pins_as_the_course_and_one_editable_install():
 
 
 def test_the_python_floor_is_the_packages_floor():
-    from course_lib import doctor
+    from course_lib.tools import doctor
 
     assert doctor.MIN_PYTHON == (3, 11)  # numpy 2.4.6, matplotlib 3.11.2, ipykernel 7.4.0, pillow 13.0.0
     assert doctor.check_python().ok

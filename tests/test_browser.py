@@ -29,6 +29,8 @@ BUILD_CELL = f"""\
 import numpy as np
 from course_lib.widgets import AttentionExplorer
 
+pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
+
 rng = np.random.default_rng(0)
 weights = rng.random((2, 4, 6, 6)) ** 3  # (layers, heads, query, key)
 tokens = {TOKENS!r}

@@ -1,5 +1,5 @@
-"""``python -m course_lib {doctor,bench,exercises}``: one argparse command line, output and exit codes (targets
-live in bench, not here). The slow parts (timing, training) are stubbed: these tests check behaviour only."""
+"""``python -m course_lib {doctor,bench,record,exercises}``: one argparse command line, output and exit codes
+(targets live in bench, not here). The slow parts (timing, training) are stubbed: these tests check behaviour only."""
 
 import json
 import subprocess
@@ -8,8 +8,7 @@ import types
 
 import pytest
 
-from course_lib.tools import bench
-from course_lib.tools import doctor
+from course_lib.tools import bench, doctor, record
 from course_lib.tools.cli import main as cli_main
 
 
@@ -28,7 +27,7 @@ def test_doctor_flags_a_wrong_package_version_with_a_fix(tmp_path, monkeypatch):
     assert not check.ok
     assert "torch" in check.detail and "need 0.0.1" in check.detail
     assert "no-such-package-for-the-course missing" in check.detail
-    assert "fix: pip install -r requirements.txt" in check.line()
+    assert f"fix: {sys.executable} -m pip install -r {pins}" in check.line()
 
 
 def test_doctor_command_exit_code_follows_its_checks(monkeypatch, capsys):
@@ -56,12 +55,12 @@ def _commands_that_must_not_run(monkeypatch):
     def refuse(args):
         raise AssertionError(f"{args.module} ran, but it should only have printed help or an error")
 
-    for name in ("doctor", "bench", "exercise_builder"):
-        monkeypatch.setitem(sys.modules, f"course_lib.{name}", types.SimpleNamespace(run=refuse))
+    for name in ("doctor", "bench", "record", "exercise_builder"):
+        monkeypatch.setitem(sys.modules, f"course_lib.tools.{name}", types.SimpleNamespace(run=refuse))
 
 
 @pytest.mark.parametrize("argv", [["doctor", "--help"], ["bench", "--help"], ["exercises", "--help"],
-                                  ["exercises", "build", "--help"], ["bench", "-h"]])
+                                  ["exercises", "build", "--help"], ["bench", "-h"], ["record", "--help"]])
 def test_every_subcommand_answers_help_without_running(argv, monkeypatch, capsys):
     _commands_that_must_not_run(monkeypatch)
     assert cli_main(argv) == 0
@@ -72,6 +71,8 @@ def test_every_subcommand_answers_help_without_running(argv, monkeypatch, capsys
 @pytest.mark.parametrize("argv, usage", [
     (["doctor", "--bogus"], "doctor"), (["bench", "--bogus"], "bench"), (["bench", "--json", "extra"], "bench"),
     (["exercises", "build", "--bogus"], "exercises build"), (["exercises", "--bogus"], "exercises"),
+    (["record"], "record"), (["record", "everything"], "record"), (["bench", "--seeds"], "bench"),
+    (["bench", "--record"], "bench"), (["bench", "--notebooks"], "bench"),
 ])
 def test_unknown_options_are_usage_errors(argv, usage, monkeypatch, capsys):
     _commands_that_must_not_run(monkeypatch)
@@ -223,7 +224,7 @@ def test_doctor_names_where_the_thread_count_comes_from(monkeypatch):
     assert "set by OMP_NUM_THREADS" in doctor.check_threads().detail
 
 
-def test_bench_seed_matrix_runs_every_seed_at_every_thread_count_and_reports_the_worst(monkeypatch):
+def test_record_seed_matrix_runs_every_seed_at_every_thread_count_and_reports_the_worst(monkeypatch):
     import torch
 
     seen = []
@@ -237,16 +238,16 @@ def test_bench_seed_matrix_runs_every_seed_at_every_thread_count_and_reports_the
                 "previous_token_head": [0, 1], "baselines": {}}
 
     before = torch.get_num_threads()
-    monkeypatch.setattr(bench, "reference_figures", figures)
-    matrix = bench.run_seed_matrix(range(2), (1, 2))
+    monkeypatch.setattr(record, "reference_figures", figures)
+    matrix = record.run_seed_matrix(range(2), (1, 2))
     assert seen == [(0, 1), (0, 2), (1, 1), (1, 2)] and torch.get_num_threads() == before
     assert matrix["worst_subject_head_weight"] == 0.5
     assert matrix["worst_cases"]["subject_head_weight"] == {"seed": 1, "threads": 2}
-    assert bench.missed_targets({"seed_matrix": matrix}) == ["seed_matrix.worst_subject_head_weight"]
-    assert "worst of 4 runs" in bench.format_seed_matrix(matrix)
+    assert bench.missed_targets({"seed_matrix": matrix}, record.SEED_TARGETS) == ["seed_matrix.worst_subject_head_weight"]
+    assert "worst of 4 runs" in record.format_seed_matrix(matrix)
 
 
-def test_bench_same_steps_runs_every_seed_at_every_thread_count_and_a_missed_threshold_fails(monkeypatch):
+def test_record_same_steps_runs_every_seed_at_every_thread_count_and_a_missed_threshold_fails(monkeypatch):
     import torch
 
     seen = []
@@ -259,24 +260,52 @@ def test_bench_same_steps_runs_every_seed_at_every_thread_count_and_a_missed_thr
                 "loss_gru": 1.6, "loss_transformer": 1.9, "holds": holds}
 
     before = torch.get_num_threads()
-    monkeypatch.setattr(bench, "same_steps_comparison", comparison)
-    result = bench.run_same_steps(range(2), (1, 2))
+    monkeypatch.setattr(record, "same_steps_comparison", comparison)
+    result = record.run_same_steps(range(2), (1, 2))
     assert seen == [(0, 1), (0, 2), (1, 1), (1, 2)] and torch.get_num_threads() == before
     assert (result["count"], result["failed"], result["smallest_lead"]) == (4, 1, 0.05)
-    assert bench.missed_targets({"same_steps": result}) == ["same_steps.failed"]
-    table = bench.format_table({"torch": "x", "threads": 1, "mha_ratio": 1, "block_ratio": 1, "train_step_ratio": 1,
-                                "details_ms": {n: {"ours_ms": 1, "theirs_ms": 1} for n in ("mha", "block", "train_step")},
-                                "checks": {"slowest": "a", "slowest_seconds": 0.1, "count": 1, "total_seconds": 0.1},
-                                "same_steps": result})
+    assert bench.missed_targets({"same_steps": result}, record.SAME_STEPS_TARGETS) == ["same_steps.failed"]
+    table = record.format_same_steps(result)
     assert "GRU ahead in 3 of 4 runs" in table and "seed 1, 2 thread(s)" in table and "a threshold missed" in table
 
 
-def test_bench_record_needs_something_to_record_and_says_so_before_measuring(monkeypatch, capsys):
-    def refuse(reference=True):
-        raise AssertionError("bench measured before refusing --record")
+def _record_stubbed(monkeypatch, tmp_path, weight):
+    """``record`` with its measuring stubbed (two seeds, threads 1, 2) and its files in ``tmp_path``."""
+    import torch
 
-    monkeypatch.setattr(bench, "run_bench", refuse)
-    with pytest.raises(SystemExit) as stopped:  # argparse's usage error: exit status 2, as from the shell
-        cli_main(["bench", "--record"])
-    assert stopped.value.code == 2
-    assert "use it with one of them" in capsys.readouterr().err
+    def figures(seed=0):
+        return {"seconds": 1.0, "threads": torch.get_num_threads(), "seed": seed, "agreement_accuracy": 1.0,
+                "subject_head_weight": weight, "subject_head": [1, 0], "previous_token_weight": 0.95,
+                "previous_token_head": [0, 1], "baselines": {}}
+
+    monkeypatch.setattr(record, "reference_figures", figures)
+    monkeypatch.setattr(record, "RECORDED_SEED_MATRIX", tmp_path / "matrix.json")
+    return tmp_path / "matrix.json"
+
+
+def test_record_writes_only_what_it_is_asked_and_dry_run_writes_nothing(monkeypatch, tmp_path, capsys):
+    path = _record_stubbed(monkeypatch, tmp_path, weight=0.9)
+    assert cli_main(["record", "reference-seeds", "--seeds", "2", "--thread-counts", "1,2", "--dry-run"]) == 0
+    assert not path.exists() and "every run met its targets" in capsys.readouterr().out
+    assert cli_main(["record", "reference-seeds", "--seeds", "2", "--thread-counts", "1,2"]) == 0
+    saved = json.loads(path.read_text())
+    assert [(r["seed"], r["threads"]) for r in saved["runs"]] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert saved["command"] == "python -m course_lib record reference-seeds"
+    assert f"recorded in {path}" in capsys.readouterr().out
+
+
+def test_record_exits_1_when_a_run_misses_and_keeps_the_record_all_the_same(monkeypatch, tmp_path, capsys):
+    path = _record_stubbed(monkeypatch, tmp_path, weight=0.5)
+    assert cli_main(["record", "reference-seeds", "--seeds", "1", "--thread-counts", "1", "--json"]) == 1
+    results = json.loads(capsys.readouterr().out)
+    assert results["failed"] == ["seed_matrix.worst_subject_head_weight"] and path.exists()
+
+
+def test_bench_writes_nothing(monkeypatch, tmp_path):
+    """bench only measures: its run neither writes a record nor starts pytest."""
+    _bench_returning(monkeypatch, GOOD)
+    writes = []
+    monkeypatch.setattr(record, "write_record", lambda *a, **k: writes.append(a))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("bench started a process"))
+    assert cli_main(["bench", "--json"]) == 0
+    assert writes == []

@@ -157,6 +157,7 @@ def _read(path):
     return nbformat.read(path, as_version=4)
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"), new_code_cell(SOLUTION_CELL),
                                                    new_code_cell(DEMO_CHECK)])
@@ -219,6 +220,7 @@ def _revise_solution(root, title):
     nbformat.write(solution, root / "solutions" / "01_demo.ipynb")
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_check_catches_stale_outputs_and_orphans(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
     assert exercises(["build", "--root", str(root)]) == 0
@@ -277,6 +279,7 @@ def _edited_then_solution_changed(tmp_path, capsys):
     return root, exercise_path, exercise_path.read_bytes()
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_unwritable_backups_or_a_read_only_exercise_stop_with_one_line_and_change_nothing(tmp_path, capsys):
     root, exercise_path, learner_bytes = _edited_then_solution_changed(tmp_path, capsys)
     backups = root / "exercises" / "backups"
@@ -299,21 +302,20 @@ def test_unwritable_backups_or_a_read_only_exercise_stop_with_one_line_and_chang
     assert [p.read_bytes() for p in backups.glob("*.ipynb")] == [learner_bytes]
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
-def test_a_backups_folder_without_write_permission_stops_the_build(tmp_path, capsys):
+@pytest.mark.integration  # executes notebooks in a kernel
+def test_a_backups_folder_without_write_permission_stops_the_build(tmp_path, capsys, read_only):
     root, exercise_path, learner_bytes = _edited_then_solution_changed(tmp_path, capsys)
     backups = root / "exercises" / "backups"
     backups.mkdir()
-    backups.chmod(0o555)
-    try:
-        assert exercises(["build", "--root", str(root)]) == 1
-        err = _one_line_error(capsys.readouterr())
-        assert "cannot save a backup in exercises/backups/" in err
-        assert exercise_path.read_bytes() == learner_bytes
-    finally:
-        backups.chmod(0o755)
+    read_only(backups)
+    assert exercises(["build", "--root", str(root)]) == 1
+    err = _one_line_error(capsys.readouterr())
+    assert "cannot save a backup in exercises/backups/ (Permission denied)" in err
+    assert exercise_path.read_bytes() == learner_bytes
+    assert list(backups.iterdir()) == []
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_backups_never_overwrite_one_another_and_a_failed_write_keeps_the_exercise(tmp_path, capsys, monkeypatch):
     root, exercise_path, learner_bytes = _edited_then_solution_changed(tmp_path, capsys)
     backups = root / "exercises" / "backups"
@@ -347,6 +349,7 @@ def test_backups_never_overwrite_one_another_and_a_failed_write_keeps_the_exerci
     assert _read(exercise_path).cells[0].source == "# Demo, revised"
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_an_exercise_built_before_source_fingerprints_keeps_its_edits_while_the_build_is_the_same(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
     assert exercises(["build", "--root", str(root)]) == 0
@@ -361,6 +364,7 @@ def test_an_exercise_built_before_source_fingerprints_keeps_its_edits_while_the_
     assert exercise_path.read_bytes() == learner_bytes and not (root / "exercises" / "backups").exists()
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_a_cell_that_fails_when_executed_stops_the_build_naming_it(tmp_path, capsys):
     broken = "### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"  # a region outside a function cannot run
     root, exercise_path = _scratch_repo(tmp_path, [new_markdown_cell("# Demo"), new_code_cell(broken)])
@@ -370,6 +374,7 @@ def test_a_cell_that_fails_when_executed_stops_the_build_naming_it(tmp_path, cap
     assert not exercise_path.exists()
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_an_unreadable_exercise_is_backed_up_as_it_is_and_rebuilt(tmp_path, capsys):
     root, exercise_path = _scratch_repo(tmp_path, [new_code_cell(SOLUTION_CELL), new_code_cell(DEMO_CHECK)])
     assert exercises(["build", "--root", str(root)]) == 0
@@ -423,6 +428,7 @@ def test_the_kernels_shutdown_race_is_dropped_but_a_real_error_around_it_is_kept
     assert without_shutdown_race(unfinished) == unfinished
 
 
+@pytest.mark.integration  # executes notebooks in a kernel
 def test_build_runs_this_python_quietly_but_passes_real_kernel_errors_on(tmp_path, capfd, monkeypatch):
     # A "python3" kernelspec of another environment, as on a JupyterHub: the builder must not use it.
     spec = tmp_path / "jupyter" / "kernels" / "python3"

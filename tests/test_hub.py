@@ -41,6 +41,8 @@ if shutil.which("git") is None:
 from tornado.httpclient import HTTPRequest  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
+pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STUDENTS = [f"student{n}" for n in range(1, 6)]

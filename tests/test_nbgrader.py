@@ -58,6 +58,8 @@ OVERRIDE = """\
 import course_lib.checks as checks
 from course_lib.checks import _core, registry
 
+pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
+
 def fake_check(candidate, **kwargs):
     return None
 

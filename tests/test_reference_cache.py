@@ -14,6 +14,7 @@ import torch
 
 from course_lib.experiments import reference
 from course_lib.experiments.reference import cache_path, load_reference_model, train_reference_model
+from course_lib.tools.record import record_seed_matrix
 
 QUICK = dict(steps=3, n_train=300, n_test=40)  # a few steps: the cache is the point, not the accuracy
 
@@ -72,17 +73,14 @@ def test_a_corrupt_entry_is_trained_again(cache):
     assert not again.from_cache and load_reference_model(seed=2, progress=False, **QUICK).from_cache
 
 
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root can write a read-only folder")
-def test_an_unwritable_cache_only_means_no_cache(tmp_path, monkeypatch):
+def test_an_unwritable_cache_only_means_no_cache(tmp_path, monkeypatch, read_only):
     folder = tmp_path / "read-only"
     folder.mkdir()
-    folder.chmod(0o500)
+    read_only(folder)
     monkeypatch.setenv("COURSE_LIB_CACHE", str(folder / "cache"))
-    try:
-        run = load_reference_model(seed=0, progress=False, **QUICK)
-        assert not run.from_cache
-    finally:
-        folder.chmod(0o700)
+    run = load_reference_model(seed=0, progress=False, **QUICK)
+    assert not run.from_cache and list(folder.iterdir()) == []
+    assert not load_reference_model(seed=0, progress=False, **QUICK).from_cache
 
 
 def test_a_file_where_the_cache_folder_should_be_only_means_no_cache(tmp_path, monkeypatch):
@@ -124,7 +122,7 @@ def test_a_new_entry_replaces_the_stale_ones_of_its_seed_and_thread_count(cache)
     assert current.exists() and not stale.exists() and other_seed.exists()
 
 
-# --- the recorded seed matrix (bench --seeds --record), which lesson 09 reads ------------------------------------
+# --- the recorded seed matrix (record reference-seeds), which lesson 09 reads --------------------------------------
 
 def test_the_recorded_matrix_is_of_the_current_reference_with_every_head():
     runs = reference.recorded_seed_matrix()  # raises if recorded with another configuration
@@ -141,7 +139,7 @@ def test_the_recorded_matrix_is_of_the_current_reference_with_every_head():
 
 def test_a_record_is_read_back_and_one_of_another_configuration_is_refused(tmp_path):
     run = {"seed": 0, "threads": 1, "agreement_accuracy": 1.0}
-    path = reference.record_seed_matrix({"runs": [run]}, tmp_path / "matrix.json")
+    path = record_seed_matrix({"runs": [run]}, tmp_path / "matrix.json")
     assert reference.recorded_seed_matrix(path) == [run]
     content = path.read_text().replace('"steps": 1000', '"steps": 999')
     path.write_text(content)
@@ -151,13 +149,13 @@ def test_a_record_is_read_back_and_one_of_another_configuration_is_refused(tmp_p
 
 def test_recording_one_thread_count_keeps_the_others_of_the_same_configuration(tmp_path):
     path = tmp_path / "matrix.json"
-    reference.record_seed_matrix({"runs": [{"seed": 0, "threads": 1, "agreement_accuracy": 1.0},
+    record_seed_matrix({"runs": [{"seed": 0, "threads": 1, "agreement_accuracy": 1.0},
                                            {"seed": 0, "threads": 4, "agreement_accuracy": 0.9}]}, path)
-    reference.record_seed_matrix({"runs": [{"seed": 0, "threads": 2, "agreement_accuracy": 0.8},
+    record_seed_matrix({"runs": [{"seed": 0, "threads": 2, "agreement_accuracy": 0.8},
                                            {"seed": 0, "threads": 4, "agreement_accuracy": 0.7}]}, path)
     runs = reference.recorded_seed_matrix(path)
     assert [(r["threads"], r["agreement_accuracy"]) for r in runs] == [(1, 1.0), (2, 0.8), (4, 0.7)]
     # a record of another configuration is replaced, not merged
     path.write_text(path.read_text().replace('"steps": 1000', '"steps": 999'))
-    reference.record_seed_matrix({"runs": [{"seed": 1, "threads": 2, "agreement_accuracy": 0.5}]}, path)
+    record_seed_matrix({"runs": [{"seed": 1, "threads": 2, "agreement_accuracy": 0.5}]}, path)
     assert [(r["seed"], r["threads"]) for r in reference.recorded_seed_matrix(path)] == [(1, 2)]

@@ -214,7 +214,8 @@ def test_the_same_steps_record_covers_ten_seeds_at_three_thread_counts_and_every
 
 
 def test_recording_same_steps_replaces_a_rerun_and_keeps_the_rest(tmp_path):
-    from course_lib.experiments.speed import record_same_steps, recorded_same_steps
+    from course_lib.experiments.speed import recorded_same_steps
+    from course_lib.tools.record import record_same_steps
 
     path = tmp_path / "record.json"
     run = dict(seed=0, threads=1, gru=0.9, transformer=0.5, loss_gru=1.6, loss_transformer=1.9, holds=True)

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The notebooks whose checked outputs depend on a training run.

@@ -297,3 +297,24 @@ def test_adamw_rejects_bad_settings_saying_what_it_expected():
         AdamW([weight], betas=(0.9, 1.0))
     with pytest.raises((ValueError, TypeError), match="lr"):
         AdamW([weight], lr=-1)
+
+
+def test_seed_everything_repeats_python_numpy_and_torch_and_refuses_a_bad_seed():
+    import random
+
+    import numpy as np
+
+    from course_lib.experiments.training import seed_everything
+
+    def draw():
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    seed_everything(7)
+    first = draw()
+    seed_everything(np.int64(7))  # any integer type, as everywhere in course_lib
+    assert draw() == first
+    seed_everything(8)
+    assert draw() != first
+    for bad, error in ((1.5, TypeError), ("7", TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match="seed must be an integer"):
+            seed_everything(bad)

@@ -368,8 +368,8 @@ def format_speed_figures(figures: Mapping) -> str:
 
 # ---------------------------------------------------------------------------------------------------------
 # Lesson 10's quality claim on many seeds: after the same 300 steps the GRU has learned agreement and the
-# transformer not yet. The lesson shows seed 0; the record (python -m course_lib bench --same-steps-seeds 10
-# --record, about 30 minutes for 1, 2 and 4 threads) says whether that holds for every seed and thread count.
+# transformer not yet. The lesson shows seed 0; the record (python -m course_lib record same-steps, about 30
+# minutes for 10 seeds at 1, 2 and 4 threads) says whether that holds for every seed and thread count.
 # ---------------------------------------------------------------------------------------------------------
 
 SAME_STEPS = dict(steps=300, batch_size=32, lr=5e-3, warmup=20, n_train=4000, n_test=500, loss_sentences=200)

@@ -7,7 +7,6 @@ it how to make a batch and how to compute the loss on one.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -23,11 +22,16 @@ from course_lib.validation import require_int, require_number
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python, NumPy and PyTorch so that a run repeats exactly on the same machine."""
+    """Seed Python's ``random``, NumPy and PyTorch, so that a run repeats exactly on the same machine with the
+    same thread count (``course_lib.threads``: another count adds floats in another order).
+
+    What it cannot seed: the order of a ``set`` of strings, which Python fixes when it starts (from the
+    ``PYTHONHASHSEED`` environment variable, read once at start-up, so setting it here would change nothing).
+    The course's code sorts wherever such an order could reach a result."""
+    seed = require_int(seed, "seed", minimum=0)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

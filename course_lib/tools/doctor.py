@@ -99,11 +99,10 @@ def check_widgets_extension() -> DoctorCheck:
 
 
 def check_threads() -> DoctorCheck:
-    import torch
+    from course_lib.threads import apply_thread_policy, thread_source
 
-    from course_lib.threads import thread_source
-
-    threads, cores, source = torch.get_num_threads(), os.cpu_count() or 1, thread_source()
+    # The count a lesson gets: the course's policy, as the first course_lib cell of a notebook applies it.
+    threads, cores, source = apply_thread_policy(), os.cpu_count() or 1, thread_source()
     why = ("the course's default: one thread stays fast when a browser or other kernels share the cores"
            if source == "course default" else f"set by {source}")
     return DoctorCheck("threads", threads <= cores, f"PyTorch uses {threads} thread(s) on {cores} core(s) ({why})",
