@@ -1,10 +1,14 @@
 """Input checks shared by course_lib's public functions.
 
-Every message names what was expected and what came, so a learner can fix the call.
+One policy, the same at every level: a **TypeError** for the wrong kind of value (a float, a bool or a str
+where an int is wanted, a list where a tensor is), a **ValueError** for a value of the right kind that is out
+of range or not one of the choices. Every message names what was expected and what came, so a learner can
+fix the call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import operator
@@ -34,6 +38,7 @@ def broadcast_shape(*shapes) -> tuple[int, ...] | None:
 
 
 def require_tensor(x, name: str) -> torch.Tensor:
+    """``x`` if it is a ``torch.Tensor``; a TypeError naming ``name`` otherwise (a list or numpy array too)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     return x
@@ -48,11 +53,13 @@ def require_rank(x: torch.Tensor, name: str, min_rank: int, layout: str, max_ran
 
 
 def require_floating(x: torch.Tensor, name: str) -> None:
+    """Raise a TypeError unless ``x`` holds floating-point numbers (integer token ids cannot be attended over)."""
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
 def require_nonempty(x: torch.Tensor, name: str, dim: int, what: str) -> None:
+    """Raise a ValueError if axis ``dim`` of ``x`` (the ``what`` axis, e.g. "time") is empty."""
     if x.shape[dim] == 0:
         raise ValueError(f"{name} has an empty {what} axis: shape {shape_str(x.shape)}; "
                          f"a sequence needs at least one item")
@@ -124,3 +131,47 @@ def require_number(value, name: str, minimum: float | None = None, above: float 
         if bound is not None and fails(bound):
             raise ValueError(f"{name} must be {words} {bound}, got {number}")
     return number
+
+
+def require_flag(value, name: str) -> bool:
+    """``value`` if it is True or False; a TypeError naming ``name`` otherwise (1 or "yes" are refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def require_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of the strings ``choices``: a TypeError for a non-string, a ValueError for another
+    string (``mask must be "causal", "all" or "self", got 'none'``)."""
+    quoted = [f'"{choice}"' for choice in choices]
+    words = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be {words}, got {type(value).__name__} {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be {words}, got {value!r}")
+    return value
+
+
+def require_sequence(x, name: str, d_model: int) -> None:
+    """Raise a clear error unless ``x`` is a float ``(batch, time, d_model)`` tensor with at least one position."""
+    require_rank(x, name, 3, "(batch, time, d_model)", max_rank=3)
+    require_floating(x, name)
+    require_nonempty(x, name, 1, "time")
+    if x.shape[-1] != d_model:
+        raise ValueError(f"{name} must have shape (batch, time, d_model={d_model}), got {shape_str(x.shape)}")
+
+
+def config_from(config_class, args: tuple, kwargs: dict, build=None):
+    """The settings a model was built with, as one ``config_class`` (a dataclass that checks itself).
+
+    ``Model(config)`` gives a checked copy of ``config`` (so changing yours later changes nothing here);
+    ``Model(*args, **kwargs)`` gives ``build(*args, **kwargs)``, by default ``config_class(*args, **kwargs)``:
+    the config's fields, in order, are the model's arguments. Giving both is a TypeError.
+    """
+    if args and dataclasses.is_dataclass(args[0]) and not isinstance(args[0], type):
+        if not isinstance(args[0], config_class):
+            raise TypeError(f"expected the settings as {config_class.__name__}, got {type(args[0]).__name__}")
+        if len(args) > 1 or kwargs:
+            raise TypeError(f"give the settings as {config_class.__name__} alone, or one by one, not both")
+        return dataclasses.replace(args[0])  # a copy, checked again by its __post_init__
+    return (build or config_class)(*args, **kwargs)

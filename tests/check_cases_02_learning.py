@@ -1,7 +1,8 @@
-"""Lesson 02's new exercise, right and wrong: imported by tests/test_checks.py (CASES, NAMED_MISTAKES).
+"""Lesson 02's exercises (learning): right and wrong learner answers, read by tests/test_checks.py.
 
-The first three exercises of lesson 02 keep their cases in tests/test_checks.py. Each wrong entry:
-(id, implementation, words its diagnosis must contain).
+Each wrong entry: (id, implementation, words its diagnosis must contain). The tables a case file may
+hold (CASES, NAMED_MISTAKES, DELEGATING, HAND_BUILT, REPLAYABLE, CHEATS) are described at the top of
+tests/test_checks.py.
 """
 
 from __future__ import annotations
@@ -9,6 +10,211 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+# --- cross_entropy, sgd_step, training_step -----------------------------------------------------------------------
+
+
+def _rows(logits):
+    return torch.arange(logits.shape[0])
+
+
+def ce_new_leaf(logits, targets):
+    loss = F.cross_entropy(logits, targets)
+    return torch.tensor(loss.item(), requires_grad=True)
+
+
+CE_RIGHT = [
+    ("F.cross_entropy", lambda logits, t: F.cross_entropy(logits, t)),
+    ("nll of log_softmax", lambda logits, t: F.nll_loss(logits.log_softmax(-1), t)),
+    ("logsumexp", lambda logits, t: (logits.logsumexp(-1) - logits.gather(1, t[:, None]).squeeze(1)).mean()),
+    ("one-hot", lambda logits, t: -(F.one_hot(t, logits.shape[1]) * logits.log_softmax(-1)).sum(-1).mean()),
+    ("softmax then log", lambda logits, t: -logits.softmax(-1)[_rows(logits), t].log().mean()),
+]
+CE_WRONG = [
+    ("no minus", lambda logits, t: logits.log_softmax(-1)[_rows(logits), t].mean(), "minus sign"),
+    ("sum", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t].sum(), "summed"),
+    ("no mean", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t], "one loss per example"),
+    ("softmax over batch", lambda logits, t: -logits.log_softmax(0)[_rows(logits), t].mean(), "over the batch"),
+    ("no log", lambda logits, t: -logits.softmax(-1)[_rows(logits), t].mean(), "log is missing"),
+    ("log of logits", lambda logits, t: -logits.log()[_rows(logits), t].mean(), "raw logits"),
+    ("all rows at all targets", lambda logits, t: -logits.log_softmax(-1)[:, t].mean(), "every row at every target"),
+    (".item()", lambda logits, t: F.cross_entropy(logits, t).item(), "Python float"),
+    ("new tensor", lambda logits, t: torch.tensor(F.cross_entropy(logits, t).item()), "cut off from autograd"),
+    ("new tensor that requires grad", ce_new_leaf, "not computed from `logits`"),
+]
+
+
+def sgd_reference(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+            p.grad = None
+
+
+def sgd_data(params, lr):
+    for p in params:
+        p.data -= lr * p.grad.data
+        p.grad.zero_()
+
+
+def sgd_torch_optimizer(params, lr):
+    optimizer = torch.optim.SGD(params, lr=lr)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def sgd_rebind(params, lr):
+    for p in params:
+        p = p - lr * p.grad  # noqa: PLW2901 — the mistake under test
+        p.grad = None
+
+
+def sgd_ascent(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p += lr * p.grad
+            p.grad = None
+
+
+def sgd_no_lr(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= p.grad
+            p.grad = None
+
+
+def sgd_keeps_grads(params, lr):
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+
+
+def sgd_no_no_grad(params, lr):
+    for p in params:
+        p -= lr * p.grad
+
+
+# The tensors must change, not the list that holds them.
+def sgd_rebinds_list_entries(params, lr):
+    for i in range(len(params)):
+        params[i] = params[i] - lr * params[i].grad
+
+
+def sgd_clears_the_list(params, lr):
+    params.clear()
+
+
+def sgd_rebinds_then_resets(params, lr):
+    with torch.no_grad():
+        for i in range(len(params)):
+            params[i] = (params[i] - lr * params[i].grad).requires_grad_()
+
+
+def sgd_builtin(params, lr):
+    sgd_torch_optimizer(params, lr)
+
+
+SGD_RIGHT = [("no_grad", sgd_reference), (".data", sgd_data), ("torch.optim.SGD", sgd_torch_optimizer)]
+SGD_WRONG = [
+    ("rebinding", sgd_rebind, "did not change"),
+    ("ascent", sgd_ascent, "gradient ascent"),
+    ("lr ignored", sgd_no_lr, "learning rate"),
+    ("grads kept", sgd_keeps_grads, "not reset"),
+    ("no torch.no_grad", sgd_no_no_grad, "torch.no_grad()"),
+    ("list entries rebound", sgd_rebinds_list_entries, "replaces params[0] with a new tensor"),
+    ("list entries rebound, then made leaves", sgd_rebinds_then_resets, "replaces params[0] with a new tensor"),
+    ("list cleared", sgd_clears_the_list, "changes the list `params` itself"),
+]
+
+
+def step_right(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_model_zero_grad(model, loss_fn, optimizer, inputs, targets):
+    model.zero_grad(set_to_none=False)
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+
+def step_no_zero_grad(model, loss_fn, optimizer, inputs, targets):
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_no_step(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    return loss.item()
+
+
+def step_zero_grad_late(model, loss_fn, optimizer, inputs, targets):
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+
+
+def step_returns_tensor(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss = loss_fn(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def step_loss_after(model, loss_fn, optimizer, inputs, targets):
+    optimizer.zero_grad()
+    loss_fn(model(inputs), targets).backward()
+    optimizer.step()
+    with torch.no_grad():
+        return loss_fn(model(inputs), targets).item()
+
+
+# The optimizer's tensors must change, not the model's attributes.
+def step_replacing_parameters(model, loss_fn, optimizer, inputs, targets):
+    loss = loss_fn(model(inputs), targets)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    reference = [p.detach().clone() for p in model.parameters()]
+    optimizer.zero_grad()
+    for p, g in zip(model.parameters(), grads):
+        p.grad = g
+    optimizer.step()
+    new = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p, old in zip(model.parameters(), reference):
+            p.copy_(old)
+    for (name, module), in [(list(model.named_modules())[-1:])]:
+        pass
+    for module in model.modules():
+        for pname, p in list(module.named_parameters(recurse=False)):
+            setattr(module, pname, nn.Parameter(new.pop(0)))
+    return loss.item()
+
+
+STEP_RIGHT = [("zero_grad first", step_right), ("model.zero_grad, float()", step_model_zero_grad)]
+STEP_WRONG = [
+    ("no zero_grad", step_no_zero_grad, "zero_grad() before"),
+    ("no step", step_no_step, "did not change"),
+    ("zero_grad between backward and step", step_zero_grad_late, "did not change"),
+    ("returns the tensor", step_returns_tensor, "returns a tensor"),
+    ("loss after the step", step_loss_after, "after the update"),
+    ("parameters replaced", step_replacing_parameters, "replaces the model's parameters with new tensors"),
+]
+
+# --- numerical_gradient -------------------------------------------------------------------------------------------
 
 
 def gradient_central(f, x, eps=1e-6):
@@ -108,9 +314,24 @@ GRADIENT_WRONG = [
     ("flattened result", gradient_flattened, "shape"),
 ]
 
-CASES = {"numerical_gradient": (GRADIENT_RIGHT, GRADIENT_WRONG)}
+CASES = {
+    "cross_entropy": (CE_RIGHT, CE_WRONG),
+    "sgd_step": (SGD_RIGHT, SGD_WRONG),
+    "training_step": (STEP_RIGHT, STEP_WRONG),
+    "numerical_gradient": (GRADIENT_RIGHT, GRADIENT_WRONG),
+}
 
 NAMED_MISTAKES = [
     ("numerical_gradient", gradient_divided_by_eps, "2 * eps apart"),
     ("numerical_gradient", gradient_all_at_once, "nudge one entry at a time"),
 ]
+
+DELEGATING = {
+    "cross_entropy": [("F.cross_entropy itself", F.cross_entropy, "F.cross_entropy"),
+                      ("nn.CrossEntropyLoss", lambda logits, t: nn.CrossEntropyLoss()(logits, t), "F.cross_entropy"),
+                      ("nll_loss", CE_RIGHT[1][1], "F.nll_loss")],
+    "sgd_step": [("torch.optim.SGD", sgd_builtin, "torch.optim.SGD.step")],
+}
+HAND_BUILT = {"cross_entropy": "logsumexp", "sgd_step": "no_grad"}
+
+REPLAYABLE = ["cross_entropy"]

@@ -1,7 +1,8 @@
-"""Lesson 03's new exercise, right and wrong: imported by tests/test_checks.py (CASES, NAMED_MISTAKES).
+"""Lesson 03's exercises (attention by hand): right and wrong learner answers, read by tests/test_checks.py.
 
-The first three exercises of lesson 03 keep their cases in tests/test_checks.py. Each wrong entry:
-(id, implementation, words its diagnosis must contain).
+Each wrong entry: (id, implementation, words its diagnosis must contain). The tables a case file may
+hold (CASES, NAMED_MISTAKES, DELEGATING, HAND_BUILT, REPLAYABLE, CHEATS) are described at the top of
+tests/test_checks.py.
 """
 
 from __future__ import annotations
@@ -9,6 +10,60 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+# --- softmax, attention_weights, attend ---------------------------------------------------------------------------
+
+
+def softmax_stable(x):
+    e = (x - x.max(dim=-1, keepdim=True).values).exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+SOFTMAX_RIGHT = [
+    ("stable by hand", softmax_stable),
+    ("logsumexp", lambda x: torch.exp(x - x.logsumexp(-1, keepdim=True))),
+    ("F.softmax", lambda x: F.softmax(x, dim=-1)),
+]
+SOFTMAX_WRONG = [
+    ("no max subtraction", lambda x: x.exp() / x.exp().sum(-1, keepdim=True), "overflows"),
+    ("global max", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(-1, keepdim=True), "each row's own"),
+    ("sum of everything", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(), "whole tensor"),
+    ("dim 0", lambda x: torch.softmax(x, dim=0), "first axis"),
+    ("no exp", lambda x: x / x.sum(-1, keepdim=True), "exp is missing"),
+    ("no division", lambda x: x.exp(), "without dividing"),
+]
+
+WEIGHTS_RIGHT = [
+    ("matmul", lambda q, k: torch.softmax(k @ q, dim=-1)),
+    ("einsum", lambda q, k: F.softmax(torch.einsum("d,td->t", q, k), dim=0)),
+    ("broadcast sum", lambda q, k: softmax_stable((k * q).sum(-1))),
+]
+WEIGHTS_WRONG = [
+    ("no softmax", lambda q, k: k @ q, "softmax is missing"),
+    ("scaled", lambda q, k: torch.softmax(k @ q / math.sqrt(q.shape[0]), dim=-1), "√d"),
+    ("keys.T", lambda q, k: torch.softmax(k.T @ q, dim=-1), "keys.T"),
+    ("divide by sum", lambda q, k: (k @ q) / (k @ q).sum(), "exp is missing"),
+]
+
+ATTEND_RIGHT = [
+    ("matmul", lambda q, k, v: torch.softmax(k @ q, -1) @ v),
+    ("weighted sum", lambda q, k, v: (torch.softmax(k @ q, -1)[:, None] * v).sum(0)),
+    ("einsum", lambda q, k, v: torch.einsum("t,te->e", torch.softmax(torch.einsum("d,td->t", q, k), 0), v)),
+    ("F.scaled_dot_product_attention, scale=1",
+     lambda q, k, v: F.scaled_dot_product_attention(q[None], k, v, scale=1.0)[0]),
+]
+ATTEND_WRONG = [
+    ("returns weights", lambda q, k, v: torch.softmax(k @ q, -1), "returns the weights"),
+    ("averages keys", lambda q, k, v: torch.softmax(k @ q, -1) @ k, "averaged the keys"),
+    ("plain mean", lambda q, k, v: v.mean(0), "plain average"),
+    ("no sum", lambda q, k, v: torch.softmax(k @ q, -1)[:, None] * v, "without summing"),
+    ("argmax", lambda q, k, v: v[(k @ q).argmax()], "best-scoring key"),
+    ("scaled", lambda q, k, v: torch.softmax(k @ q / math.sqrt(q.shape[0]), -1) @ v, "√d"),
+]
+
+# --- query_that_finds ---------------------------------------------------------------------------------------------
 
 
 def query_by_formula(keys, target):
@@ -57,8 +112,25 @@ QUERY_WRONG = [
      ("shape", "of its weight on key")),
 ]
 
-CASES = {"query_that_finds": (QUERY_RIGHT, QUERY_WRONG)}
+CASES = {
+    "softmax": (SOFTMAX_RIGHT, SOFTMAX_WRONG),
+    "attention_weights": (WEIGHTS_RIGHT, WEIGHTS_WRONG),
+    "attend": (ATTEND_RIGHT, ATTEND_WRONG),
+    "query_that_finds": (QUERY_RIGHT, QUERY_WRONG),
+}
 
 NAMED_MISTAKES = [
     ("query_that_finds", QUERY_WRONG[1][1], "points the right way but is too short"),
 ]
+
+DELEGATING = {
+    "softmax": [("torch.softmax", lambda x: torch.softmax(x, dim=-1), "torch.softmax"),
+                ("F.softmax", lambda x: F.softmax(x, dim=-1), "F.softmax"),
+                ("Tensor.softmax", lambda x: x.softmax(-1), "torch.Tensor.softmax"),
+                ("nn.Softmax", nn.Softmax(dim=-1), "F.softmax")],
+    "attend": [("F.scaled_dot_product_attention", ATTEND_RIGHT[3][1], "F.scaled_dot_product_attention")],
+}
+# attention_weights may use torch.softmax (the previous exercise, not this one): the solution's style gets no note.
+HAND_BUILT = {"softmax": "stable by hand", "attend": "matmul", "attention_weights": "matmul"}
+
+REPLAYABLE = ["softmax", "attention_weights", "attend"]

@@ -1,11 +1,14 @@
 """course_lib.models.attention equals PyTorch's own attention, and explains bad input."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import MultiHeadAttention, causal_mask, merge_heads, padding_mask, scaled_dot_product_attention, split_heads
+from course_lib import (MultiHeadAttention, TransformerBlock, TransformerClassifier, TransformerLM, TransformerStack,
+                        VisionTransformer, causal_mask, merge_heads, padding_mask, scaled_dot_product_attention,
+                        split_heads)
 
 ATOL = 1e-5
 
@@ -289,3 +292,92 @@ def test_broadcast_shape_follows_torchs_rule():
         except RuntimeError:
             expected = None
         assert broadcast_shape(*shapes) == expected, shapes
+
+
+# --- checked once, at the public entry: the same error at every level, and one look at the mask per call ----------
+
+LAYERS = {
+    "MultiHeadAttention": lambda: MultiHeadAttention(8, 2),
+    "TransformerBlock": lambda: TransformerBlock(8, 2),
+    "TransformerStack": lambda: TransformerStack(8, 2, 3),
+}
+ALL_FALSE_ROW = torch.ones(3, 3, dtype=torch.bool).index_fill_(0, torch.tensor([1]), False)
+
+
+@pytest.mark.parametrize("where", list(LAYERS))
+@pytest.mark.parametrize("mask, error, words", [
+    (torch.ones(3, 3), TypeError, "mask must be a bool tensor.*got dtype torch.float32"),
+    ([[True] * 3] * 3, TypeError, "mask must be a torch.Tensor, got list"),
+    (torch.ones(4, 4, dtype=torch.bool), ValueError,
+     r"broadcastable to \(\.\.\., query, key\) = \(1, 2, 3, 3\), got \(4, 4\)"),
+    (ALL_FALSE_ROW, ValueError, "blocks every key for at least one query"),
+])
+def test_a_bad_mask_gives_the_same_error_at_every_level(where, mask, error, words):
+    with pytest.raises(error, match=words):
+        LAYERS[where]()(torch.randn(1, 3, 8), mask)
+
+
+@pytest.mark.parametrize("where", list(LAYERS))
+@pytest.mark.parametrize("x, error, words", [
+    (torch.randn(3, 8), ValueError, r"x must have shape \(batch, time, d_model\), got \(3, 8\)"),
+    (torch.randn(1, 3, 6), ValueError, r"x must have shape \(batch, time, d_model=8\), got \(1, 3, 6\)"),
+    (torch.ones(1, 3, 8, dtype=torch.long), TypeError, "x must be a floating-point tensor"),
+    (torch.randn(1, 0, 8), ValueError, "empty time axis"),
+    (np.zeros((1, 3, 8), dtype=np.float32), TypeError, "x must be a torch.Tensor, got ndarray"),
+])
+def test_a_bad_input_gives_the_same_error_at_every_level(where, x, error, words):
+    with pytest.raises(error, match=words):
+        LAYERS[where]()(x)
+
+
+@pytest.fixture
+def mask_checks(monkeypatch):
+    """Counts the looks at a mask's values (a device sync on a GPU) while the test runs."""
+    from course_lib.models import attention
+
+    calls = []
+    original = attention.check_mask
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "check_mask", counting)
+    return calls
+
+
+def test_a_stack_looks_at_its_mask_once_per_call_not_once_per_layer(mask_checks):
+    stack = TransformerStack(8, 2, 4).eval()
+    x, mask = torch.randn(2, 5, 8), padding_mask([5, 3])
+    out, weights = stack(x, mask, return_attention=True)
+    assert len(mask_checks) == 1 and len(weights) == 4
+    stack(x, mask)
+    assert len(mask_checks) == 2
+    assert torch.equal(out, stack(x, mask))
+
+
+def test_models_that_build_their_own_mask_do_not_check_it(mask_checks):
+    lm = TransformerLM(20, 8, 2, 3, 8).eval()
+    lm(torch.randint(0, 20, (2, 6)), return_attention=True)
+    lm.generate(torch.tensor([[1, 2]]), 3)
+    VisionTransformer(8, 2, 1, 10, 8, 2, 2)(torch.rand(2, 1, 8, 8), return_attention=True)
+    TransformerClassifier(20, 3, 8, 2, 3, 6)(torch.tensor([[5, 6, 0]]), return_attention=True)
+    assert mask_checks == []
+
+
+def test_layers_called_by_a_parent_still_run_their_hooks():
+    """A parent calls its layers with check=False through nn.Module.__call__, so forward hooks still see every call
+    (course_lib.experiments.analysis.capture relies on them)."""
+    stack = TransformerStack(8, 2, 3).eval()
+    seen = []
+    for block in stack.blocks:
+        block.register_forward_hook(lambda module, args, output: seen.append("block"))
+        block.attn.register_forward_hook(lambda module, args, output: seen.append("attn"))
+    stack(torch.randn(1, 4, 8), causal_mask(4))
+    assert seen == ["attn", "block"] * 3
+
+
+def test_scaled_dot_product_attention_checks_its_mask_once(mask_checks):
+    q, k, v = qkv(Tq=4, Tk=4)
+    scaled_dot_product_attention(q, k, v, causal_mask(4))
+    assert mask_checks == [(2, 3, 4, 4)]

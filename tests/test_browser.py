@@ -19,6 +19,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,8 +30,6 @@ TOKENS = ["<bos>", "the", "<script>alert(1)</script>", "dogs", "run", "<b>x</b>"
 BUILD_CELL = f"""\
 import numpy as np
 from course_lib.widgets import AttentionExplorer
-
-pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
 
 rng = np.random.default_rng(0)
 weights = rng.random((2, 4, 6, 6)) ** 3  # (layers, heads, query, key)

@@ -1,5 +1,21 @@
 """Every check must reject the mistakes learners really make, naming the mistake where it can, and
-accept every valid way to write the answer (built-ins, einsum, loops, other formulations)."""
+accept every valid way to write the answer (built-ins, einsum, loops, other formulations).
+
+This file holds the machinery every check shares and the parametrisation; each lesson's cases live in
+``tests/check_cases_<lesson>.py`` (named after the lesson in ``checks.EXERCISES``, e.g.
+``check_cases_04_self_attention.py``), which may hold these tables:
+
+``CASES``           exercise name -> (right answers, wrong answers): right ``(id, implementation)``, wrong
+                    ``(id, implementation, words its diagnosis must contain)`` (a tuple of words: any of them).
+``NAMED_MISTAKES``  ``(exercise, implementation, words)``: the classic mistakes, each diagnosed by name.
+``DELEGATING``      exercise -> ``[(id, implementation, built-in)]``: an answer that calls the ready-made
+                    built-in passes and names it.
+``HAND_BUILT``      exercise -> id of a right answer that must pass without a "you called" note (every
+                    exercise in DELEGATING needs one).
+``REPLAYABLE``      exercises whose recorded outputs, replayed, must fail on fresh inputs.
+``CHEATS``          ``(exercise, id, make_cheat, seed)``: ``make_cheat()`` answers without looking at the
+                    inputs; the check must fail it on that seed.
+"""
 
 from __future__ import annotations
 
@@ -19,633 +35,50 @@ from course_lib import checks
 from course_lib.checks import registry
 from course_lib.checks import (
     CheckResult, check_add_positions, check_attend, check_attention_weights, check_causal_mask,
-    check_cross_entropy, check_embed_tokens, check_image_to_patches, check_is_permutation_equivariant,
-    check_merge_heads, check_multi_head_attention, check_one_hot, check_position_similarity,
+    check_cross_entropy, check_embed_tokens, check_multi_head_attention, check_position_similarity,
     check_scaled_dot_product_attention, check_sgd_step, check_sinusoidal_positions, check_softmax,
-    check_split_heads, check_training_step,
+    check_training_step,
 )
 
-
 # ---------------------------------------------------------------------------------------------------------------
-# Learner code, right and wrong. Each wrong entry: (id, implementation, words its diagnosis must contain).
-# ---------------------------------------------------------------------------------------------------------------
-
-# Lesson 01 ------------------------------------------------------------------------------------------------------
-
-def embed_loop(ids, table):
-    rows = [table[i] for i in ids.reshape(-1).tolist()]
-    return torch.stack(rows).reshape(*ids.shape, table.shape[1])
-
-
-EMBED_RIGHT = [
-    ("index", lambda ids, table: table[ids]),
-    ("F.embedding", lambda ids, table: F.embedding(ids, table)),
-    ("one-hot matmul", lambda ids, table: F.one_hot(ids, table.shape[0]).to(table.dtype) @ table),
-    ("index_select", lambda ids, table: table.index_select(0, ids.reshape(-1)).reshape(*ids.shape, -1)),
-    ("loop", embed_loop),
-]
-EMBED_WRONG = [
-    ("off by one", lambda ids, table: table[ids - 1], "off by one"),
-    ("fresh nn.Embedding", lambda ids, table: nn.Embedding(*table.shape)(ids), "new nn.Embedding"),
-    (".long() rows", lambda ids, table: table[ids].long(), "returns integers"),
-    ("one-hot only", lambda ids, table: F.one_hot(ids, table.shape[0]).float(), "one-hot vectors"),
-    ("columns", lambda ids, table: table.T[ids], ("IndexError", "columns of the table")),
-    ("summed features", lambda ids, table: table[ids].sum(-1), "the output has shape ("),
-]
-
-ONE_HOT_RIGHT = [
-    ("F.one_hot", lambda ids, V: F.one_hot(ids, V).float()),
-    ("eye rows", lambda ids, V: torch.eye(V)[ids]),
-    ("comparison", lambda ids, V: (ids[..., None] == torch.arange(V)).float()),
-    ("scatter", lambda ids, V: torch.zeros(*ids.shape, V).scatter_(-1, ids[..., None], 1.0)),
-]
-ONE_HOT_WRONG = [
-    ("long dtype", lambda ids, V: F.one_hot(ids, V), "returns integers"),
-    ("vocab axis first", lambda ids, V: F.one_hot(ids, V).float().permute(2, 0, 1), "vocabulary axis comes first"),
-    ("vocab size from the data", lambda ids, V: F.one_hot(ids).float(), "shape"),
-]
-
-
-def patches_unfold(images, p):
-    B, C = images.shape[:2]
-    grid = images.unfold(2, p, p).unfold(3, p, p)  # (B, C, rows, cols, p, p)
-    return grid.permute(0, 2, 3, 1, 4, 5).reshape(B, -1, C * p * p)
-
-
-def patches_loop(images, p):
-    B, C, H, W = images.shape
-    out = [images[:, :, r:r + p, c:c + p].reshape(B, -1) for r in range(0, H, p) for c in range(0, W, p)]
-    return torch.stack(out, dim=1)
-
-
-PATCHES_RIGHT = [
-    ("F.unfold", lambda images, p: F.unfold(images, p, stride=p).transpose(1, 2)),
-    ("Tensor.unfold", patches_unfold),
-    ("loop", patches_loop),
-    ("course_lib", course_lib.image_to_patches),
-]
-PATCHES_WRONG = [
-    ("channel last", lambda im, p: im.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 4, 5, 1)
-     .reshape(im.shape[0], -1, im.shape[1] * p * p), "channel-last"),
-    ("column major", lambda im, p: im.unfold(2, p, p).unfold(3, p, p).permute(0, 3, 2, 1, 4, 5)
-     .reshape(im.shape[0], -1, im.shape[1] * p * p), "column by column"),
-    ("reshape only", lambda im, p: im.reshape(im.shape[0], -1, im.shape[1] * p * p), "without permuting"),
-    ("view after permute", lambda im, p: im.view(im.shape[0], im.shape[1], im.shape[2] // p, p, im.shape[3] // p, p)
-     .permute(0, 2, 4, 1, 3, 5).view(im.shape[0], -1, im.shape[1] * p * p), ".reshape"),
-    ("unfold not transposed", lambda im, p: F.unfold(im, p, stride=p), "swapped"),
-]
-
-# Lesson 02 ------------------------------------------------------------------------------------------------------
-
-
-def _rows(logits):
-    return torch.arange(logits.shape[0])
-
-
-CE_RIGHT = [
-    ("F.cross_entropy", lambda logits, t: F.cross_entropy(logits, t)),
-    ("nll of log_softmax", lambda logits, t: F.nll_loss(logits.log_softmax(-1), t)),
-    ("logsumexp", lambda logits, t: (logits.logsumexp(-1) - logits.gather(1, t[:, None]).squeeze(1)).mean()),
-    ("one-hot", lambda logits, t: -(F.one_hot(t, logits.shape[1]) * logits.log_softmax(-1)).sum(-1).mean()),
-    ("softmax then log", lambda logits, t: -logits.softmax(-1)[_rows(logits), t].log().mean()),
-]
-CE_WRONG = [
-    ("no minus", lambda logits, t: logits.log_softmax(-1)[_rows(logits), t].mean(), "minus sign"),
-    ("sum", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t].sum(), "summed"),
-    ("no mean", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t], "one loss per example"),
-    ("softmax over batch", lambda logits, t: -logits.log_softmax(0)[_rows(logits), t].mean(), "over the batch"),
-    ("no log", lambda logits, t: -logits.softmax(-1)[_rows(logits), t].mean(), "log is missing"),
-    ("log of logits", lambda logits, t: -logits.log()[_rows(logits), t].mean(), "raw logits"),
-    ("all rows at all targets", lambda logits, t: -logits.log_softmax(-1)[:, t].mean(), "every row at every target"),
-    (".item()", lambda logits, t: F.cross_entropy(logits, t).item(), "Python float"),
-    ("new tensor", lambda logits, t: torch.tensor(F.cross_entropy(logits, t).item()), "cut off from autograd"),
-]
-
-
-def sgd_reference(params, lr):
-    with torch.no_grad():
-        for p in params:
-            p -= lr * p.grad
-            p.grad = None
-
-
-def sgd_data(params, lr):
-    for p in params:
-        p.data -= lr * p.grad.data
-        p.grad.zero_()
-
-
-def sgd_torch_optimizer(params, lr):
-    optimizer = torch.optim.SGD(params, lr=lr)
-    optimizer.step()
-    optimizer.zero_grad()
-
-
-def sgd_rebind(params, lr):
-    for p in params:
-        p = p - lr * p.grad  # noqa: PLW2901 — the mistake under test
-        p.grad = None
-
-
-def sgd_ascent(params, lr):
-    with torch.no_grad():
-        for p in params:
-            p += lr * p.grad
-            p.grad = None
-
-
-def sgd_no_lr(params, lr):
-    with torch.no_grad():
-        for p in params:
-            p -= p.grad
-            p.grad = None
-
-
-def sgd_keeps_grads(params, lr):
-    with torch.no_grad():
-        for p in params:
-            p -= lr * p.grad
-
-
-def sgd_no_no_grad(params, lr):
-    for p in params:
-        p -= lr * p.grad
-
-
-SGD_RIGHT = [("no_grad", sgd_reference), (".data", sgd_data), ("torch.optim.SGD", sgd_torch_optimizer)]
-SGD_WRONG = [
-    ("rebinding", sgd_rebind, "did not change"),
-    ("ascent", sgd_ascent, "gradient ascent"),
-    ("lr ignored", sgd_no_lr, "learning rate"),
-    ("grads kept", sgd_keeps_grads, "not reset"),
-    ("no torch.no_grad", sgd_no_no_grad, "torch.no_grad()"),
-]
-
-
-def step_right(model, loss_fn, optimizer, inputs, targets):
-    optimizer.zero_grad()
-    loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def step_model_zero_grad(model, loss_fn, optimizer, inputs, targets):
-    model.zero_grad(set_to_none=False)
-    loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return float(loss)
-
-
-def step_no_zero_grad(model, loss_fn, optimizer, inputs, targets):
-    loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
-def step_no_step(model, loss_fn, optimizer, inputs, targets):
-    optimizer.zero_grad()
-    loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    return loss.item()
-
-
-def step_zero_grad_late(model, loss_fn, optimizer, inputs, targets):
-    loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.zero_grad()
-    optimizer.step()
-    return loss.item()
-
-
-def step_returns_tensor(model, loss_fn, optimizer, inputs, targets):
-    optimizer.zero_grad()
-    loss = loss_fn(model(inputs), targets)
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-def step_loss_after(model, loss_fn, optimizer, inputs, targets):
-    optimizer.zero_grad()
-    loss_fn(model(inputs), targets).backward()
-    optimizer.step()
-    with torch.no_grad():
-        return loss_fn(model(inputs), targets).item()
-
-
-STEP_RIGHT = [("zero_grad first", step_right), ("model.zero_grad, float()", step_model_zero_grad)]
-STEP_WRONG = [
-    ("no zero_grad", step_no_zero_grad, "zero_grad() before"),
-    ("no step", step_no_step, "did not change"),
-    ("zero_grad between backward and step", step_zero_grad_late, "did not change"),
-    ("returns the tensor", step_returns_tensor, "returns a tensor"),
-    ("loss after the step", step_loss_after, "after the update"),
-]
-
-# Lesson 03 ------------------------------------------------------------------------------------------------------
-
-
-def softmax_stable(x):
-    e = (x - x.max(dim=-1, keepdim=True).values).exp()
-    return e / e.sum(dim=-1, keepdim=True)
-
-
-SOFTMAX_RIGHT = [
-    ("stable by hand", softmax_stable),
-    ("logsumexp", lambda x: torch.exp(x - x.logsumexp(-1, keepdim=True))),
-    ("F.softmax", lambda x: F.softmax(x, dim=-1)),
-]
-SOFTMAX_WRONG = [
-    ("no max subtraction", lambda x: x.exp() / x.exp().sum(-1, keepdim=True), "overflows"),
-    ("global max", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(-1, keepdim=True), "each row's own"),
-    ("sum of everything", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(), "whole tensor"),
-    ("dim 0", lambda x: torch.softmax(x, dim=0), "first axis"),
-    ("no exp", lambda x: x / x.sum(-1, keepdim=True), "exp is missing"),
-    ("no division", lambda x: x.exp(), "without dividing"),
-]
-
-WEIGHTS_RIGHT = [
-    ("matmul", lambda q, k: torch.softmax(k @ q, dim=-1)),
-    ("einsum", lambda q, k: F.softmax(torch.einsum("d,td->t", q, k), dim=0)),
-    ("broadcast sum", lambda q, k: softmax_stable((k * q).sum(-1))),
-]
-WEIGHTS_WRONG = [
-    ("no softmax", lambda q, k: k @ q, "softmax is missing"),
-    ("scaled", lambda q, k: torch.softmax(k @ q / math.sqrt(q.shape[0]), dim=-1), "√d"),
-    ("keys.T", lambda q, k: torch.softmax(k.T @ q, dim=-1), "keys.T"),
-    ("divide by sum", lambda q, k: (k @ q) / (k @ q).sum(), "exp is missing"),
-]
-
-ATTEND_RIGHT = [
-    ("matmul", lambda q, k, v: torch.softmax(k @ q, -1) @ v),
-    ("weighted sum", lambda q, k, v: (torch.softmax(k @ q, -1)[:, None] * v).sum(0)),
-    ("einsum", lambda q, k, v: torch.einsum("t,te->e", torch.softmax(torch.einsum("d,td->t", q, k), 0), v)),
-    ("F.scaled_dot_product_attention, scale=1",
-     lambda q, k, v: F.scaled_dot_product_attention(q[None], k, v, scale=1.0)[0]),
-]
-ATTEND_WRONG = [
-    ("returns weights", lambda q, k, v: torch.softmax(k @ q, -1), "returns the weights"),
-    ("averages keys", lambda q, k, v: torch.softmax(k @ q, -1) @ k, "averaged the keys"),
-    ("plain mean", lambda q, k, v: v.mean(0), "plain average"),
-    ("no sum", lambda q, k, v: torch.softmax(k @ q, -1)[:, None] * v, "without summing"),
-    ("argmax", lambda q, k, v: v[(k @ q).argmax()], "best-scoring key"),
-    ("scaled", lambda q, k, v: torch.softmax(k @ q / math.sqrt(q.shape[0]), -1) @ v, "√d"),
-]
-
-# Lesson 04 ------------------------------------------------------------------------------------------------------
-
-
-def attention(q, k, v, mask=None, scale=None, softmax_dim=-1, mask_mode="before", swap=False):
-    """Learner-style attention with one switchable mistake."""
-    scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scale is None else scale)
-    if mask is not None and mask_mode == "before":
-        scores = scores.masked_fill(~mask, float("-inf"))
-    if mask is not None and mask_mode == "inverted":
-        scores = scores.masked_fill(mask, float("-inf"))
-    if mask is not None and mask_mode == "zero":
-        scores = scores.masked_fill(~mask, 0.0)
-    weights = torch.softmax(scores, dim=softmax_dim)
-    if mask is not None and mask_mode == "after":
-        weights = weights * mask
-    return (weights, weights @ v) if swap else (weights @ v, weights)
-
-
-def sdpa_einsum(q, k, v, mask=None):
-    scores = torch.einsum("...qd,...kd->...qk", q, k) / q.shape[-1] ** 0.5
-    if mask is not None:
-        scores = torch.where(mask, scores, torch.tensor(float("-inf")))
-    weights = scores.softmax(-1)
-    return torch.einsum("...qk,...kd->...qd", weights, v), weights
-
-
-def sdpa_builtin(q, k, v, mask=None):
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    scores = q @ k.mT / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(mask.logical_not(), -1e9)  # a large negative number works as well as -inf
-    return out, scores.softmax(-1)
-
-
-def sdpa_in_place_scale(q, k, v, mask=None):
-    q /= math.sqrt(q.shape[-1])
-    return attention(q, k, v, mask, scale=1.0)
-
-
-def sdpa_dot_T(q, k, v, mask=None):
-    weights = torch.softmax(q @ k.T / math.sqrt(q.shape[-1]), dim=-1)
-    return weights @ v, weights
-
-
-def sdpa_mask_multiplied(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
-        scores = scores * mask
-    weights = scores.softmax(-1)
-    return weights @ v, weights
-
-
-SDPA_RIGHT = [("by hand", attention), ("einsum + torch.where", sdpa_einsum),
-              ("F.scaled_dot_product_attention", sdpa_builtin),
-              ("course_lib", course_lib.scaled_dot_product_attention)]
-SDPA_WRONG = [
-    ("softmax over queries", lambda q, k, v, mask=None: attention(q, k, v, mask, softmax_dim=-2),
-     "softmax over the queries instead of the keys"),
-    ("unscaled", lambda q, k, v, mask=None: attention(q, k, v, mask, scale=1.0), "scores not divided by √d"),
-    ("divided by d", lambda q, k, v, mask=None: attention(q, k, v, mask, scale=q.shape[-1]), "by d instead of √d"),
-    ("divided by √d_v", lambda q, k, v, mask=None: attention(q, k, v, mask, scale=math.sqrt(v.shape[-1])), "√d_v"),
-    ("mask after softmax", lambda q, k, v, mask=None: attention(q, k, v, mask, mask_mode="after"),
-     "mask applied after softmax"),
-    ("mask inverted", lambda q, k, v, mask=None: attention(q, k, v, mask, mask_mode="inverted"),
-     "mask convention inverted"),
-    ("mask filled with 0", lambda q, k, v, mask=None: attention(q, k, v, mask, mask_mode="zero"), "0 instead of -inf"),
-    ("mask ignored", lambda q, k, v, mask=None: attention(q, k, v), "mask is ignored"),
-    ("mask multiplied into the scores", sdpa_mask_multiplied, "0 instead of -inf"),
-    ("(weights, output)", lambda q, k, v, mask=None: attention(q, k, v, mask, swap=True), "(weights, output)"),
-    ("output only", lambda q, k, v, mask=None: attention(q, k, v, mask)[0], "return both"),
-    ("weights transposed", lambda q, k, v, mask=None: (attention(q, k, v, mask)[0],
-                                                         attention(q, k, v, mask)[1].transpose(-2, -1)),
-     "weights transposed"),
-    ("in-place scaling", sdpa_in_place_scale, "in place"),
-    ("k.T on batches", sdpa_dot_T, ".transpose(-2, -1)"),
-]
-
-CAUSAL_RIGHT = [
-    ("tril", lambda T: torch.ones(T, T, dtype=torch.bool).tril()),
-    ("comparison", lambda T: torch.arange(T)[:, None] >= torch.arange(T)[None, :]),
-    ("not triu(1)", lambda T: ~torch.ones(T, T, dtype=torch.bool).triu(1)),
-    ("float tril to bool", lambda T: torch.tril(torch.ones(T, T)).bool()),
-    ("course_lib", course_lib.causal_mask),
-]
-CAUSAL_WRONG = [
-    ("True = blocked", lambda T: torch.ones(T, T, dtype=torch.bool).triu(1), "mask convention inverted"),
-    ("upper triangle", lambda T: torch.ones(T, T, dtype=torch.bool).triu(), "upper triangle"),
-    ("diagonal blocked", lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), "diagonal is blocked"),
-    ("float", lambda T: torch.ones(T, T).tril(), "bool tensor"),
-    ("list", lambda T: torch.ones(T, T, dtype=torch.bool).tril().tolist(), "returned a list"),
-]
-
-
-def equivariant_inverse(f, x, perm):
-    return torch.allclose(f(x[:, perm])[:, perm.argsort()], f(x), atol=1e-5)
-
-
-EQUIVARIANT_RIGHT = [
-    ("allclose", lambda f, x, perm: torch.allclose(f(x[:, perm]), f(x)[:, perm], atol=1e-5)),
-    ("inverse permutation", equivariant_inverse),
-    ("max difference, bool", lambda f, x, perm: bool((f(x[:, perm]) - f(x)[:, perm]).abs().max() < 1e-4)),
-    ("max difference, 0-dim tensor", lambda f, x, perm: (f(x[:, perm]) - f(x)[:, perm]).abs().max() < 1e-4),
-]
-EQUIVARIANT_WRONG = [
-    ("output not shuffled", lambda f, x, perm: torch.allclose(f(x[:, perm]), f(x), atol=1e-5), "shuffle the output"),
-    ("exact equality", lambda f, x, perm: torch.equal(f(x[:, perm]), f(x)[:, perm]), "exactly"),
-    ("opposite", lambda f, x, perm: not torch.allclose(f(x[:, perm]), f(x)[:, perm], atol=1e-5), "opposite"),
-    ("batch axis", lambda f, x, perm: torch.allclose(f(x[perm]), f(x)[perm], atol=1e-5), "batch axis"),
-    ("elementwise", lambda f, x, perm: torch.isclose(f(x[:, perm]), f(x)[:, perm]), "reduce the comparison"),
-]
-
-# Lesson 05 ------------------------------------------------------------------------------------------------------
-
-SPLIT_RIGHT = [
-    ("view + transpose", lambda x, h: x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2)),
-    ("reshape + permute", lambda x, h: x.reshape(x.shape[0], x.shape[1], h, -1).permute(0, 2, 1, 3)),
-    ("chunk + stack", lambda x, h: torch.stack(x.chunk(h, dim=-1), dim=1)),
-    ("unflatten", lambda x, h: x.unflatten(-1, (h, x.shape[-1] // h)).transpose(1, 2)),
-    ("course_lib", course_lib.split_heads),
-]
-SPLIT_WRONG = [
-    ("view straight to (B, H, T, d_head)", lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1),
-     "heads split with view but no transpose"),
-    ("view without transpose", lambda x, h: x.reshape(x.shape[0], x.shape[1], h, -1),
-     "heads split with view but no transpose"),
-    ("interleaved", lambda x, h: x.reshape(x.shape[0], x.shape[1], -1, h).permute(0, 3, 1, 2), "interleaved"),
-    ("last axes swapped", lambda x, h: x.reshape(x.shape[0], x.shape[1], h, -1).permute(0, 2, 3, 1), "last two axes"),
-]
-
-MERGE_RIGHT = [
-    ("transpose + reshape", lambda x: x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)),
-    ("contiguous + view", lambda x: x.transpose(1, 2).contiguous().view(x.shape[0], x.shape[2], -1)),
-    ("cat", lambda x: torch.cat(x.unbind(1), dim=-1)),
-    ("flatten", lambda x: x.transpose(1, 2).flatten(2)),
-    ("course_lib", course_lib.merge_heads),
-]
-MERGE_WRONG = [
-    ("no transpose", lambda x: x.reshape(x.shape[0], x.shape[2], -1), "no transpose"),
-    ("view after transpose", lambda x: x.transpose(1, 2).view(x.shape[0], x.shape[2], -1), ".reshape"),
-    ("interleaved", lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1), "interleaved"),
-]
-
-
-def make_mha(scale="d_head", split_transpose=True, merge_transpose=True, use_out_proj=True, mask_mode="before",
-             softmax_dim=-1, average_weights=False, per_head_loop=False, builtin=False, values_from_keys=False):
-    """A learner's MultiHeadAttention; the defaults are right, each argument is one mistake."""
-
-    class LearnerMultiHeadAttention(nn.Module):
-        def __init__(self, d_model, n_heads):
-            super().__init__()
-            self.n_heads, self.d_head = n_heads, d_model // n_heads
-            self.q_proj = nn.Linear(d_model, d_model)
-            self.k_proj = nn.Linear(d_model, d_model)
-            self.v_proj = nn.Linear(d_model, d_model)
-            self.out_proj = nn.Linear(d_model, d_model)
-
-        def split(self, t):
-            B, T, D = t.shape
-            if split_transpose:
-                return t.view(B, T, self.n_heads, self.d_head).transpose(1, 2)
-            return t.view(B, self.n_heads, T, self.d_head)
-
-        def forward(self, x, mask=None):
-            B, T, D = x.shape
-            q, k, v = self.split(self.q_proj(x)), self.split(self.k_proj(x)), self.split(self.v_proj(x))
-            v = k if values_from_keys else v
-            if per_head_loop:
-                outs, weights = [], []
-                for h in range(self.n_heads):
-                    o, w = course_lib.scaled_dot_product_attention(q[:, h], k[:, h], v[:, h], mask)
-                    outs.append(o)
-                    weights.append(w)
-                heads, weights = torch.stack(outs, 1), torch.stack(weights, 1)
-            elif builtin:
-                heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-                weights = course_lib.scaled_dot_product_attention(q, k, v, mask)[1]
-            else:
-                divisor = {"d_head": math.sqrt(self.d_head), "d_model": math.sqrt(D), "none": 1.0}[scale]
-                heads, weights = attention(q, k, v, mask, scale=divisor, softmax_dim=softmax_dim,
-                                           mask_mode=mask_mode)
-            merged = heads.transpose(1, 2).reshape(B, T, D) if merge_transpose else heads.reshape(B, T, D)
-            out = self.out_proj(merged) if use_out_proj else merged
-            return out, (weights.mean(1) if average_weights else weights)
-
-    return LearnerMultiHeadAttention
-
-
-class FusedQKV(nn.Module):
-    """One Linear for q, k and v together: a valid design, but not the interface the exercise asks for."""
-
-    def __init__(self, d_model, n_heads):
-        super().__init__()
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-
-    def forward(self, x, mask=None):
-        raise AssertionError("never reached")
-
-
-class NoBias(nn.Module):
-    def __init__(self, d_model, n_heads):
-        super().__init__()
-        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            setattr(self, name, nn.Linear(d_model, d_model, bias=False))
-
-
-MHA_RIGHT = [
-    ("by hand", make_mha()),
-    ("one head at a time", make_mha(per_head_loop=True)),
-    ("F.scaled_dot_product_attention", make_mha(builtin=True)),
-    ("course_lib", course_lib.MultiHeadAttention),
-]
-MHA_WRONG = [
-    ("unscaled", make_mha(scale="none"), "scores not divided by √d"),
-    ("√d_model", make_mha(scale="d_model"), "√d_model instead of √d_head"),
-    ("split without transpose", make_mha(split_transpose=False), "heads split with view but no transpose"),
-    ("merge without transpose", make_mha(merge_transpose=False), "merged without transposing back"),
-    ("no out_proj", make_mha(use_out_proj=False), "out_proj is not applied"),
-    ("mask inverted", make_mha(mask_mode="inverted"), "mask convention inverted"),
-    ("mask after softmax", make_mha(mask_mode="after"), "mask applied after softmax"),
-    ("softmax over queries", make_mha(softmax_dim=-2), "softmax over the queries instead of the keys"),
-    ("weights averaged over heads", make_mha(average_weights=True), "averaged over the heads"),
-    ("weights @ keys", make_mha(values_from_keys=True), "the weights average the keys (weights @ k)"),
-    ("fused qkv layer", FusedQKV, "needs self.q_proj"),
-    ("no bias", NoBias, "self.q_proj has no bias: use nn.Linear(d_model, d_model) with its bias"),
-    ("an instance", course_lib.MultiHeadAttention(8, 2), "pass the class itself"),
-]
-
-# Lesson 06 ------------------------------------------------------------------------------------------------------
-
-
-def sinusoidal_exp_log(T, d):
-    position = torch.arange(T).unsqueeze(1).float()
-    div_term = torch.exp(torch.arange(0, d, 2).float() * (-math.log(10000.0) / d))
-    pe = torch.zeros(T, d)
-    pe[:, 0::2] = torch.sin(position * div_term)
-    pe[:, 1::2] = torch.cos(position * div_term)
-    return pe
-
-
-def sinusoidal_loop(T, d):
-    pe = torch.zeros(T, d)
-    for t in range(T):
-        for i in range(0, d, 2):
-            pe[t, i] = math.sin(t / 10000 ** (i / d))
-            pe[t, i + 1] = math.cos(t / 10000 ** (i / d))
-    return pe
-
-
-def sinusoidal_stack(T, d):
-    angle = torch.arange(T)[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
-    return torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(1).float()
-
-
-def sinusoidal_mistake(T, d, swap=False, concat=False, exponent="2i/d", start=0, multiply=False, dtype=torch.float32):
-    t = torch.arange(start, start + T, dtype=torch.float64)[:, None]
-    i = torch.arange(0, d, 2, dtype=torch.float64)  # the even feature indices 2i
-    power = (i / 2) / d if exponent == "i/d" else i / d
-    angle = t * (10000 ** power if multiply else 10000 ** -power)
-    sin, cos = angle.sin(), angle.cos()
-    if exponent == "own index":
-        cos = (t * 10000 ** -((i + 1) / d)).cos()
-    if swap:
-        sin, cos = cos, sin
-    if concat:
-        return torch.cat([sin, cos], dim=-1).to(dtype)
-    pe = torch.zeros(T, d, dtype=torch.float64)
-    pe[:, 0::2], pe[:, 1::2] = sin, cos
-    return pe.to(dtype)
-
-
-SINUSOIDAL_RIGHT = [("exp/log", sinusoidal_exp_log), ("loop", sinusoidal_loop), ("stack", sinusoidal_stack),
-                    ("course_lib", course_lib.sinusoidal_positions)]
-SINUSOIDAL_WRONG = [
-    ("sin and cos swapped", lambda T, d: sinusoidal_mistake(T, d, swap=True), "sin and cos swapped"),
-    ("halves", lambda T, d: sinusoidal_mistake(T, d, concat=True), "first half"),
-    ("i/d", lambda T, d: sinusoidal_mistake(T, d, exponent="i/d"), "exponent is i/d"),
-    ("odd index in the exponent", lambda T, d: sinusoidal_mistake(T, d, exponent="own index"), "own (odd) index"),
-    ("positions from 1", lambda T, d: sinusoidal_mistake(T, d, start=1), "count from 1"),
-    ("multiplied", lambda T, d: sinusoidal_mistake(T, d, multiply=True), "instead of dividing"),
-    ("float64", lambda T, d: sinusoidal_mistake(T, d, dtype=torch.float64), "dtype torch.float64"),
-]
-
-
-def add_in_place(x, table):
-    x += table[: x.shape[1]]
-    return x
-
-
-ADD_RIGHT = [
-    ("slice", lambda x, table: x + table[: x.shape[1]]),
-    ("explicit batch axis", lambda x, table: x + table[None, : x.shape[1], :]),
-    ("narrow", lambda x, table: torch.add(x, table.narrow(0, 0, x.shape[1]))),
-]
-ADD_WRONG = [
-    ("in place", add_in_place, "in place"),
-    ("concatenated", lambda x, table: torch.cat([x, table[: x.shape[1]].expand_as(x)], -1), "concatenates"),
-    ("first row", lambda x, table: x + table[0], "first row"),
-    ("last rows", lambda x, table: x + table[-x.shape[1]:], "last T rows"),
-    ("multiplied", lambda x, table: x * table[: x.shape[1]], "multiplies"),
-    ("whole table", lambda x, table: x + table, "raised RuntimeError"),
-]
-
-
-def cosine_by_hand(p):
-    unit = p / p.norm(dim=-1, keepdim=True)
-    return unit @ unit.T
-
-
-SIMILARITY_RIGHT = [
-    ("by hand", cosine_by_hand),
-    ("F.cosine_similarity", lambda p: F.cosine_similarity(p[:, None], p[None, :], dim=-1)),
-    ("einsum", lambda p: torch.einsum("id,jd->ij", F.normalize(p, dim=-1), F.normalize(p, dim=-1))),
-]
-SIMILARITY_WRONG = [
-    ("dot products", lambda p: p @ p.T, "dot products, not cosines"),
-    ("columns", lambda p: F.normalize(p, dim=0) @ F.normalize(p, dim=0).T, "columns"),
-    ("distances", lambda p: torch.cdist(p, p), "distances"),
-]
-
+# The lessons' cases, one file per lesson, merged here. The parametrisation below follows the registry.
 # ---------------------------------------------------------------------------------------------------------------
 
-# Exercise name -> (right answers, wrong answers). The parametrisation below follows the registry.
-CASES = {
-    "embed_tokens": (EMBED_RIGHT, EMBED_WRONG),
-    "one_hot": (ONE_HOT_RIGHT, ONE_HOT_WRONG),
-    "image_to_patches": (PATCHES_RIGHT, PATCHES_WRONG),
-    "cross_entropy": (CE_RIGHT, CE_WRONG),
-    "sgd_step": (SGD_RIGHT, SGD_WRONG),
-    "training_step": (STEP_RIGHT, STEP_WRONG),
-    "softmax": (SOFTMAX_RIGHT, SOFTMAX_WRONG),
-    "attention_weights": (WEIGHTS_RIGHT, WEIGHTS_WRONG),
-    "attend": (ATTEND_RIGHT, ATTEND_WRONG),
-    "causal_mask": (CAUSAL_RIGHT, CAUSAL_WRONG),
-    "scaled_dot_product_attention": (SDPA_RIGHT, SDPA_WRONG),
-    "is_permutation_equivariant": (EQUIVARIANT_RIGHT, EQUIVARIANT_WRONG),
-    "split_heads": (SPLIT_RIGHT, SPLIT_WRONG),
-    "merge_heads": (MERGE_RIGHT, MERGE_WRONG),
-    "multi_head_attention": (MHA_RIGHT, MHA_WRONG),
-    "sinusoidal_positions": (SINUSOIDAL_RIGHT, SINUSOIDAL_WRONG),
-    "add_positions": (ADD_RIGHT, ADD_WRONG),
-    "position_similarity": (SIMILARITY_RIGHT, SIMILARITY_WRONG),
-}
-# Lessons 07 on keep their cases in tests/check_cases_<lesson>.py: CASES like the above, and NAMED_MISTAKES,
-# (exercise name, implementation, words its diagnosis must contain) for the issue's classic mistakes.
 LESSON_CASE_MODULES = [importlib.import_module(path.stem)
                        for path in sorted(Path(__file__).parent.glob("check_cases_*.py"))]
-for module in LESSON_CASE_MODULES:
-    CASES.update(module.CASES)
+
+
+def _merged(table: str, empty):
+    """One table (CASES, DELEGATING, ...) of every lesson's case file, in lesson order."""
+    merged = type(empty)()
+    for module in LESSON_CASE_MODULES:
+        part = getattr(module, table, type(empty)())
+        if isinstance(merged, dict):
+            assert not set(part) & set(merged), f"{module.__name__} repeats {sorted(set(part) & set(merged))}"
+            merged.update(part)
+        else:
+            merged.extend(part)
+    return merged
+
+
+CASES = _merged("CASES", {})
+NAMED_MISTAKES = _merged("NAMED_MISTAKES", [])
+DELEGATING = _merged("DELEGATING", {})
+HAND_BUILT = _merged("HAND_BUILT", {})
+REPLAYABLE = _merged("REPLAYABLE", [])
+CHEATS = _merged("CHEATS", [])
 NAMES = [name for names in checks.EXERCISES.values() for name in names]  # from the registry, lesson order
 ALL_CHECKS = [registry.get(name).check for name in NAMES]
+
+
+def _right(name):
+    """The first right answer of exercise ``name`` in its lesson's case file."""
+    return CASES[name][0][0][1]
+
+
+def _wrong(name):
+    """The first wrong answer of exercise ``name`` in its lesson's case file."""
+    return CASES[name][1][0][1]
 
 
 def _params(kind):
@@ -663,6 +96,14 @@ def test_every_exercise_has_a_check_with_cases():
     assert all(len(names) >= 3 for names in checks.EXERCISES.values())
     for name, (right, wrong) in CASES.items():
         assert len(right) >= 2 and len(wrong) >= 3, name
+    # Each lesson's cases in one file, named after the lesson.
+    for lesson, names in checks.EXERCISES.items():
+        module = importlib.import_module(f"check_cases_{lesson}")
+        assert set(names) == set(module.CASES), lesson
+        assert set(getattr(module, "DELEGATING", {})) | set(getattr(module, "HAND_BUILT", {})) <= set(names), lesson
+        assert {case[0] for case in getattr(module, "NAMED_MISTAKES", []) + getattr(module, "CHEATS", [])} \
+            | set(getattr(module, "REPLAYABLE", [])) <= set(names), lesson
+    assert len(LESSON_CASE_MODULES) == len(checks.EXERCISES)
 
 
 @pytest.mark.parametrize("check, label, implementation", _params("right"))
@@ -684,21 +125,12 @@ def test_check_rejects_mistake_with_diagnosis(check, label, implementation, diag
 
 
 # The named mistakes of the course's issue, each diagnosed by name.
-@pytest.mark.parametrize("check, implementation, name", [
-    (check_scaled_dot_product_attention, SDPA_WRONG[0][1], "softmax over the queries instead of the keys"),
-    (check_scaled_dot_product_attention, SDPA_WRONG[1][1], "scores not divided by √d"),
-    (check_scaled_dot_product_attention, SDPA_WRONG[4][1], "mask applied after softmax"),
-    (check_scaled_dot_product_attention, SDPA_WRONG[5][1], "mask convention inverted"),
-    (check_split_heads, SPLIT_WRONG[0][1], "heads split with view but no transpose"),
-    (check_sinusoidal_positions, SINUSOIDAL_WRONG[0][1], "sin and cos swapped"),
-])
-def test_named_classic_mistakes(check, implementation, name):
-    assert name in check(implementation).message
 
 
+# The named mistakes of the course's issue, each diagnosed by name.
 @pytest.mark.parametrize("exercise, implementation, name", [
-    pytest.param(*case, id=f"{case[0]}-{case[2]}") for module in LESSON_CASE_MODULES for case in module.NAMED_MISTAKES])
-def test_named_classic_mistakes_of_later_lessons(exercise, implementation, name):
+    pytest.param(*case, id=f"{case[0]}-{case[2]}") for case in NAMED_MISTAKES])
+def test_named_classic_mistakes(exercise, implementation, name):
     result = registry.get(exercise).check(implementation)
     assert not result.passed and name in result.message, repr(result)
 
@@ -793,7 +225,7 @@ def test_modified_input_is_reported_by_name():
 
 def test_a_bug_in_the_check_itself_is_contained(monkeypatch):
     monkeypatch.setattr("course_lib.checks.lesson06_positions.sinusoidal_positions", None)
-    result = check_sinusoidal_positions(sinusoidal_exp_log)
+    result = check_sinusoidal_positions(_right("sinusoidal_positions"))
     assert not result.passed and "the check itself failed" in result.message
 
 
@@ -802,7 +234,7 @@ def test_checks_leave_the_global_random_state_alone():
     expected = torch.rand(3)
     torch.manual_seed(123)
     check_multi_head_attention(course_lib.MultiHeadAttention)
-    check_training_step(step_right)
+    check_training_step(_right("training_step"))
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -841,7 +273,7 @@ def test_result_displays_as_one_line():
     result = check_causal_mask(course_lib.causal_mask)
     assert str(result) == repr(result) == f"✓ causal_mask: {result.message}"
     assert "\n" not in repr(result) and bool(result) is True
-    assert bool(check_causal_mask(CAUSAL_WRONG[0][1])) is False
+    assert bool(check_causal_mask(_wrong("causal_mask"))) is False
 
 
 # --- NotImplementedError that is not this exercise's own `raise NotImplementedError` -----------------------------
@@ -960,25 +392,6 @@ def test_verbs_agree_with_singular_names():
     assert "the output contains NaN" in check_softmax(lambda x: torch.full_like(x, float("nan"))).message
 
 
-class LinearWithExtraState(nn.Linear):
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.register_buffer("scale", torch.ones(1))
-
-
-class MultiHeadAttentionWithExtraState(nn.Module):
-    def __init__(self, d_model, n_heads):
-        super().__init__()
-        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            setattr(self, name, LinearWithExtraState(d_model, d_model))
-
-
-def test_a_weight_loading_error_keeps_its_detail():
-    result = check_multi_head_attention(MultiHeadAttentionWithExtraState)
-    assert "could not load weights into self.q_proj" in result.message, repr(result)
-    assert 'Missing key(s) in state_dict: "scale"' in result.message and "\n" not in repr(result)
-
-
 # --- the registry: one declaration per exercise -------------------------------------------------------------------
 
 def test_registry_entries_carry_name_lesson_check_and_reference():
@@ -1039,9 +452,12 @@ def test_a_new_lesson_module_is_discovered_without_editing_the_package(tmp_path,
 
 def test_the_package_lists_no_lesson_by_hand():
     import inspect
+    import pkgutil
     source = inspect.getsource(checks)
-    for module in ("inputs", "learning", "attention_by_hand", "self_attention", "multi_head", "positions"):
-        assert f".{module}" not in source
+    lessons = [info.name for info in pkgutil.iter_modules(checks.__path__) if info.name.startswith("lesson")]
+    assert len(lessons) == len(checks.EXERCISES)
+    for module in lessons:
+        assert f".{module}" not in source and module not in source
     assert not hasattr(checks, "REFERENCE_SOLUTIONS")
 
 
@@ -1054,60 +470,8 @@ def test_no_private_name_is_imported_across_modules():
                 private = [alias.name for alias in node.names if alias.name.startswith("_")
                            and alias.name != "__future__"]
                 assert not private, f"{path.name} imports {private} from {node.module}"
-    from course_lib.checks._core import unpack_pair  # the shared helper is public now
+    from course_lib.checks.kit import unpack_pair  # the shared helper is public now
     assert callable(unpack_pair)
-
-
-# --- sgd_step and training_step: the objects that must change, not the container ---------------------------------
-
-def sgd_rebinds_list_entries(params, lr):
-    for i in range(len(params)):
-        params[i] = params[i] - lr * params[i].grad
-
-
-def sgd_clears_the_list(params, lr):
-    params.clear()
-
-
-def sgd_rebinds_then_resets(params, lr):
-    with torch.no_grad():
-        for i in range(len(params)):
-            params[i] = (params[i] - lr * params[i].grad).requires_grad_()
-
-
-@pytest.mark.parametrize("implementation, words", [
-    (sgd_rebinds_list_entries, "replaces params[0] with a new tensor"),
-    (sgd_rebinds_then_resets, "replaces params[0] with a new tensor"),
-    (sgd_clears_the_list, "changes the list `params` itself"),
-])
-def test_sgd_step_is_judged_on_the_tensors_not_the_list(implementation, words):
-    result = check_sgd_step(implementation)
-    assert not result.passed and words in result.message, repr(result)
-
-
-def step_replacing_parameters(model, loss_fn, optimizer, inputs, targets):
-    loss = loss_fn(model(inputs), targets)
-    grads = torch.autograd.grad(loss, list(model.parameters()))
-    reference = [p.detach().clone() for p in model.parameters()]
-    optimizer.zero_grad()
-    for p, g in zip(model.parameters(), grads):
-        p.grad = g
-    optimizer.step()
-    new = [p.detach().clone() for p in model.parameters()]
-    with torch.no_grad():
-        for p, old in zip(model.parameters(), reference):
-            p.copy_(old)
-    for (name, module), in [(list(model.named_modules())[-1:])]:
-        pass
-    for module in model.modules():
-        for pname, p in list(module.named_parameters(recurse=False)):
-            setattr(module, pname, nn.Parameter(new.pop(0)))
-    return loss.item()
-
-
-def test_training_step_is_judged_on_the_optimizers_tensors():
-    result = check_training_step(step_replacing_parameters)
-    assert not result.passed and "replaces the model's parameters with new tensors" in result.message, repr(result)
 
 
 # --- fresh inputs on every call: a recording cannot pass ----------------------------------------------------------
@@ -1142,11 +506,6 @@ class Replay:
         return next(iter(self.by_input.values()))
 
 
-REPLAYABLE = ["embed_tokens", "one_hot", "image_to_patches", "cross_entropy", "softmax", "attention_weights",
-              "attend", "causal_mask", "scaled_dot_product_attention", "split_heads", "merge_heads",
-              "sinusoidal_positions", "add_positions", "position_similarity"]
-
-
 @pytest.mark.parametrize("name", REPLAYABLE)
 def test_replaying_recorded_outputs_fails_the_next_call(name):
     entry = registry.get(name)
@@ -1159,16 +518,10 @@ def test_replaying_recorded_outputs_fails_the_next_call(name):
     assert not result.passed and "seed 2" in result.message, repr(result)
 
 
-def test_a_fixed_sequence_of_answers_fails_the_equivariance_check():
-    truths = {"self-attention": True, "with a causal mask": False, "with positions added": False,
-              "a per-token MLP": True, "the mean over time": True, "a running sum": False,
-              "the sum over time, added in order": True}
-    answers = iter(truths.values())
-
-    def in_the_usual_order(f, x, perm):
-        return next(answers)
-
-    assert not check_is_permutation_equivariant(in_the_usual_order, seed=3).passed
+@pytest.mark.parametrize("name, label, make_cheat, seed", [
+    pytest.param(*case, id=f"{case[0]}-{case[1]}") for case in CHEATS])
+def test_answers_learnt_by_heart_fail(name, label, make_cheat, seed):
+    assert not registry.get(name).check(make_cheat(), seed=seed).passed
 
 
 def test_failures_name_sizes_and_seed_and_the_seed_repeats_them():
@@ -1275,7 +628,7 @@ def test_a_pending_alarm_and_its_handler_survive_a_check():
     previous = signal.signal(signal.SIGALRM, lambda signum, frame: rang.append(signum))
     try:
         signal.setitimer(signal.ITIMER_REAL, 30)
-        assert check_softmax(softmax_stable).passed
+        assert check_softmax(_right("softmax")).passed
         remaining, _ = signal.getitimer(signal.ITIMER_REAL)
         assert 0 < remaining <= 30
     finally:
@@ -1299,24 +652,13 @@ def test_keyboard_interrupt_is_not_swallowed():
 def test_a_check_in_a_worker_thread_runs_without_a_limit():
     import threading
     results = []
-    thread = threading.Thread(target=lambda: results.append(check_softmax(softmax_stable)))
+    thread = threading.Thread(target=lambda: results.append(check_softmax(_right("softmax"))))
     thread.start()
     thread.join(30)
     assert results and results[0].passed, results
 
 
 # --- a learner's mistake gets a learner's diagnosis -----------------------------------------------------------------
-
-def ce_new_leaf(logits, targets):
-    loss = F.cross_entropy(logits, targets)
-    return torch.tensor(loss.item(), requires_grad=True)
-
-
-def test_a_loss_disconnected_from_the_logits_is_told_so():
-    result = check_cross_entropy(ce_new_leaf)
-    assert not result.passed and "not computed from `logits`" in result.message, repr(result)
-    assert "the check itself failed" not in result.message
-
 
 def _meta_like(value):
     return torch.empty_like(value, device="meta")
@@ -1342,7 +684,7 @@ def sgd_moves_to_meta(params, lr):
 
 
 def step_moves_model_to_meta(model, loss_fn, optimizer, inputs, targets):
-    loss = step_right(model, loss_fn, optimizer, inputs, targets)
+    loss = _right("training_step")(model, loss_fn, optimizer, inputs, targets)
     model.to("meta")
     return loss
 
@@ -1379,12 +721,12 @@ def test_a_learners_default_dtype_and_device_do_not_change_the_verdict():
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        assert check_sinusoidal_positions(sinusoidal_exp_log).passed
+        assert check_sinusoidal_positions(_right("sinusoidal_positions")).passed
     finally:
         torch.set_default_dtype(previous)
     torch.set_default_device("meta")
     try:
-        assert check_causal_mask(CAUSAL_RIGHT[0][1]).passed
+        assert check_causal_mask(_right("causal_mask")).passed
     finally:
         torch.set_default_device(None)
 
@@ -1445,50 +787,6 @@ def test_odd_answer_messages_read_well(answer, words):
 
 # --- delegation: calling the built-in passes, and says so -----------------------------------------------------------
 
-def sgd_builtin(params, lr):
-    sgd_torch_optimizer(params, lr)
-
-
-DELEGATING = {
-    "embed_tokens": [("F.embedding", lambda ids, table: F.embedding(ids, table), "F.embedding"),
-                     ("nn.Embedding", lambda ids, table: nn.Embedding.from_pretrained(table)(ids), "F.embedding")],
-    "one_hot": [("F.one_hot", lambda ids, V: F.one_hot(ids, V).float(), "F.one_hot")],
-    "image_to_patches": [("F.unfold", PATCHES_RIGHT[0][1], "F.unfold"),
-                         ("course_lib itself", course_lib.image_to_patches, "course_lib's image_to_patches")],
-    "cross_entropy": [("F.cross_entropy itself", F.cross_entropy, "F.cross_entropy"),
-                      ("nn.CrossEntropyLoss", lambda logits, t: nn.CrossEntropyLoss()(logits, t), "F.cross_entropy"),
-                      ("nll_loss", CE_RIGHT[1][1], "F.nll_loss")],
-    "sgd_step": [("torch.optim.SGD", sgd_builtin, "torch.optim.SGD.step")],
-    "softmax": [("torch.softmax", lambda x: torch.softmax(x, dim=-1), "torch.softmax"),
-                ("F.softmax", lambda x: F.softmax(x, dim=-1), "F.softmax"),
-                ("Tensor.softmax", lambda x: x.softmax(-1), "torch.Tensor.softmax"),
-                ("nn.Softmax", nn.Softmax(dim=-1), "F.softmax")],
-    "attend": [("F.scaled_dot_product_attention", ATTEND_RIGHT[3][1], "F.scaled_dot_product_attention")],
-    "causal_mask": [("course_lib itself", course_lib.causal_mask, "course_lib's causal_mask"),
-                    ("course_lib inside", lambda T: course_lib.models.attention.causal_mask(T), "course_lib's causal_mask")],
-    "scaled_dot_product_attention": [
-        ("F.scaled_dot_product_attention", sdpa_builtin, "F.scaled_dot_product_attention"),
-        ("course_lib itself", course_lib.scaled_dot_product_attention, "course_lib's scaled_dot_product_attention")],
-    "split_heads": [("course_lib itself", course_lib.split_heads, "course_lib's split_heads")],
-    "merge_heads": [("course_lib itself", course_lib.merge_heads, "course_lib's merge_heads")],
-    "multi_head_attention": [("course_lib's class", course_lib.MultiHeadAttention,
-                              "course_lib's MultiHeadAttention.forward")],
-    "sinusoidal_positions": [("course_lib itself", course_lib.sinusoidal_positions,
-                              "course_lib's sinusoidal_positions")],
-    "position_similarity": [("F.cosine_similarity", SIMILARITY_RIGHT[1][1], "F.cosine_similarity")],
-}
-
-HAND_BUILT = {"embed_tokens": "index", "one_hot": "comparison", "image_to_patches": "loop",
-              "cross_entropy": "logsumexp", "sgd_step": "no_grad", "softmax": "stable by hand",
-              "attend": "matmul", "causal_mask": "tril", "scaled_dot_product_attention": "by hand",
-              "split_heads": "view + transpose", "merge_heads": "transpose + reshape",
-              "multi_head_attention": "by hand", "sinusoidal_positions": "exp/log",
-              "position_similarity": "by hand"}
-for module in LESSON_CASE_MODULES:  # later lessons: their own built-ins and hand-built answers
-    DELEGATING.update(getattr(module, "DELEGATING", {}))
-    HAND_BUILT.update(getattr(module, "HAND_BUILT", {}))
-
-
 def _delegation_params():
     return [pytest.param(name, *case, id=f"{name}-{case[0]}") for name, cases in DELEGATING.items() for case in cases]
 
@@ -1496,6 +794,7 @@ def _delegation_params():
 def test_every_exercise_with_builtins_has_a_delegating_case():
     declared = {name for name in NAMES if registry.get(name).builtins}
     assert declared == set(DELEGATING)
+    assert set(DELEGATING) <= set(HAND_BUILT)
 
 
 @pytest.mark.parametrize("name, label, implementation, builtin", _delegation_params())
@@ -1509,19 +808,12 @@ def test_calling_the_builtin_passes_and_says_so(name, label, implementation, bui
     assert "\n" not in repr(result)
 
 
-@pytest.mark.parametrize("name", sorted(DELEGATING))
+@pytest.mark.parametrize("name", sorted(HAND_BUILT))
 def test_a_hand_built_answer_gets_no_note(name):
     hand_built = HAND_BUILT[name]
     implementation = dict(CASES[name][0])[hand_built]
     result = registry.get(name).check(implementation)
     assert result.passed and "you called" not in result.message, repr(result)
-
-
-def test_the_solution_style_answers_get_no_note():
-    # Lesson 03's attention_weights may use torch.softmax: softmax is the previous exercise, not this one.
-    assert "you called" not in check_attention_weights(WEIGHTS_RIGHT[0][1]).message
-    # Lesson 05's module may use the learner's own split_heads, built on view + transpose.
-    assert "you called" not in check_multi_head_attention(make_mha()).message
 
 
 def test_a_builtin_imported_by_name_into_the_learners_namespace_is_noticed_and_restored():

@@ -1,11 +1,14 @@
 """The course's models: equal to PyTorch's blocks, causal where they should be, clear on bad input."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from course_lib import (GRULanguageModel, TransformerBlock, TransformerClassifier, TransformerLM, VisionTransformer,
-                        causal_mask, make_shapes)
+from course_lib import (ClassifierConfig, GRUConfig, GRULanguageModel, LMConfig, MultiHeadAttention, TransformerBlock,
+                        TransformerClassifier, TransformerConfig, TransformerLM, TransformerStack, ViTConfig,
+                        VisionTransformer, causal_mask, image_to_patches, make_shapes)
+from course_lib.models.block import MLP
 from course_lib.models.positions import LearnedPositions, SinusoidalPositions, sinusoidal_positions
 
 ATOL = 1e-5
@@ -172,7 +175,7 @@ def test_block_from_torch_rejects_what_it_cannot_reproduce():
 
 
 def test_language_model_rejects_impossible_sizes():
-    with pytest.raises(ValueError, match="vocab_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 1, got 0"):
         TransformerLM(vocab_size=0, d_model=16, n_heads=4, n_layers=1, max_len=8)
 
 
@@ -201,7 +204,8 @@ def test_generate_rejects_negative_or_fractional_counts_and_bad_temperatures():
     (lambda: TransformerBlock(16, 4, d_ff=0), ValueError, "d_ff must be an integer >= 1, got 0"),
     (lambda: TransformerBlock(16, 4, d_ff=32.0), TypeError, "d_ff must be an integer, got float 32.0"),
     (lambda: TransformerBlock(16, 4, dropout=2), ValueError, "dropout must be < 1, got 2.0"),
-    (lambda: TransformerLM(20, 16, 4, n_layers=True, max_len=8), ValueError, "n_layers must be a positive int, got True"),
+    (lambda: TransformerLM(20, 16, 4, n_layers=True, max_len=8), TypeError,
+     "n_layers must be an integer, got the bool True"),
     (lambda: TransformerLM(20, 16, n_heads=True, n_layers=1, max_len=8), TypeError, "n_heads must be an integer, got the bool"),
 ])
 def test_models_reject_zero_float_and_bool_sizes(make, error, words):
@@ -262,3 +266,174 @@ def test_init_weights_gives_linear_and_embedding_weights_std_0_02_and_keeps_bias
     weight = linear.weight.detach()
     assert 0.019 < float(weight.std()) < 0.021 and abs(float(weight.mean())) < 0.001
     assert torch.equal(linear.bias, bias)
+
+
+# --- one policy for settings: the same mistake gives the same error at every level ---------------------------
+
+
+# Each builder takes the settings under test and fills in the rest with sensible values.
+HEADS_BUILDERS = {
+    "MultiHeadAttention": lambda d, h: MultiHeadAttention(d, h),
+    "TransformerBlock": lambda d, h: TransformerBlock(d, h),
+    "TransformerStack": lambda d, h: TransformerStack(d, h, 2),
+    "TransformerConfig": lambda d, h: TransformerConfig(d, h),
+    "TransformerLM": lambda d, h: TransformerLM(20, d, h, 1, 8),
+    "LMConfig": lambda d, h: LMConfig(20, d, h, 1, 8),
+    "TransformerClassifier": lambda d, h: TransformerClassifier(20, 3, d, h, 1, 8),
+    "VisionTransformer": lambda d, h: VisionTransformer(8, 2, 1, 10, d, h, 1),
+}
+D_MODEL_BUILDERS = {
+    **{name: (lambda d, build=build: build(d, 2)) for name, build in HEADS_BUILDERS.items()},
+    "MLP": lambda d: MLP(d, 16),
+    "GRULanguageModel": lambda d: GRULanguageModel(20, d, 1),
+}
+N_LAYERS_BUILDERS = {
+    "TransformerStack": lambda n: TransformerStack(8, 2, n),
+    "TransformerConfig": lambda n: TransformerConfig(8, 2, n),
+    "TransformerLM": lambda n: TransformerLM(20, 8, 2, n, 8),
+    "TransformerLM keywords": lambda n: TransformerLM(vocab_size=20, d_model=8, n_heads=2, n_layers=n, max_len=8),
+    "LMConfig": lambda n: LMConfig(20, 8, 2, n, 8),
+    "TransformerClassifier": lambda n: TransformerClassifier(20, 3, 8, 2, n, 8),
+    "VisionTransformer": lambda n: VisionTransformer(8, 2, 1, 10, 8, 2, n),
+    "GRULanguageModel": lambda n: GRULanguageModel(20, 8, n),
+}
+
+
+@pytest.mark.parametrize("where", list(D_MODEL_BUILDERS))
+@pytest.mark.parametrize("value, words", [(8.0, "got float 8.0"), ("8", "got str '8'"), (True, "got the bool True")])
+def test_d_model_of_the_wrong_kind_is_a_type_error_at_every_level(where, value, words):
+    with pytest.raises(TypeError, match=f"d_model must be an integer, {words}"):
+        D_MODEL_BUILDERS[where](value)
+
+
+@pytest.mark.parametrize("where", list(N_LAYERS_BUILDERS))
+@pytest.mark.parametrize("value, words", [(2.0, "got float 2.0"), ("2", "got str '2'"), (True, "got the bool True")])
+def test_n_layers_of_the_wrong_kind_is_a_type_error_at_every_level(where, value, words):
+    with pytest.raises(TypeError, match=f"n_layers must be an integer, {words}"):
+        N_LAYERS_BUILDERS[where](value)
+
+
+@pytest.mark.parametrize("where", list(N_LAYERS_BUILDERS))
+def test_zero_layers_is_a_value_error_at_every_level(where):
+    with pytest.raises(ValueError, match="n_layers must be an integer >= 1, got 0"):
+        N_LAYERS_BUILDERS[where](0)
+
+
+@pytest.mark.parametrize("where", list(HEADS_BUILDERS))
+def test_heads_that_do_not_divide_d_model_are_a_value_error_at_every_level(where):
+    with pytest.raises(ValueError, match="d_model=10 must be divisible by n_heads=4"):
+        HEADS_BUILDERS[where](10, 4)
+
+
+@pytest.mark.parametrize("where", sorted(set(D_MODEL_BUILDERS) | set(N_LAYERS_BUILDERS)))
+def test_numpy_integers_are_accepted_everywhere_and_build_the_same_model(where):
+    build = D_MODEL_BUILDERS.get(where) or N_LAYERS_BUILDERS[where]
+    value = 8 if where in D_MODEL_BUILDERS else 2
+    torch.manual_seed(0)
+    with_int = build(value)
+    torch.manual_seed(0)
+    with_numpy = build(np.int64(value))
+    if isinstance(with_int, nn.Module):
+        assert repr(with_int) == repr(with_numpy)
+        for (name, a), b in zip(with_int.state_dict().items(), with_numpy.state_dict().values()):
+            assert torch.equal(a, b), name
+    config = getattr(with_numpy, "config", with_numpy)
+    if not isinstance(config, nn.Module):
+        assert all(type(v) is not np.int64 for v in vars(config).values()), config  # settled to plain ints
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: TransformerLM(20, 16, 4, 1, 8, positions="rotary"), ValueError,
+     'positions must be "learned" or "sinusoidal", got \'rotary\''),
+    (lambda: TransformerLM(20, 16, 4, 1, 8, positions=None), TypeError,
+     'positions must be "learned" or "sinusoidal", got NoneType None'),
+    (lambda: TransformerLM(20, 16, 4, 1, 8, mask=True), TypeError, 'mask must be "causal", "all" or "self", got bool'),
+    (lambda: TransformerLM(20, 16, 4, 1, max_len=8.0), TypeError, "max_len must be an integer, got float 8.0"),
+    (lambda: TransformerLM(20.0, 16, 4, 1, 8), TypeError, "vocab_size must be an integer, got float 20.0"),
+    (lambda: TransformerLM(20, 16, 4, 1, 8, dropout="0.1"), TypeError, "dropout must be a number, got str"),
+    (lambda: TransformerClassifier(20, 3, 16, 4, 1, 8, pooling="max"), ValueError,
+     'pooling must be "mean" or "cls", got \'max\''),
+    (lambda: TransformerClassifier(20, 3, 16, 4, 1, 8, pad_id=20), ValueError,
+     r"pad_id must be a token id in \[0, 20\)"),
+    (lambda: TransformerClassifier(20, 3, 16, 4, 1, 8, pad_id=0.0), TypeError, "pad_id must be an integer"),
+    (lambda: VisionTransformer(8, 3, 1, 10, 16, 4, 1), ValueError, "patch=3 must divide image_size=8"),
+    (lambda: VisionTransformer(8, 2.0, 1, 10, 16, 4, 1), TypeError, "patch must be an integer, got float 2.0"),
+    (lambda: VisionTransformer(8, 2, 1, 10, 16, 4, 1, pooling="first"), ValueError, "pooling must be"),
+    (lambda: GRULanguageModel(20, 16, 1, max_len=0), ValueError, "max_len must be an integer >= 1, got 0"),
+    (lambda: GRULanguageModel(20, 16, 1, hidden_size=2.5), TypeError, "hidden_size must be an integer, got float"),
+    (lambda: TransformerStack(8, 2, 1, residual=1), TypeError, "residual must be True or False, got int 1"),
+    (lambda: MultiHeadAttention(8, 2, bias="yes"), TypeError, "bias must be True or False, got str 'yes'"),
+])
+def test_settings_follow_the_one_policy(make, error, words):
+    with pytest.raises(error, match=words):
+        make()
+
+
+# --- a config object, or the same settings as arguments -------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class, config", [
+    (TransformerLM, LMConfig(20, 16, 4, 2, 8, d_ff=24, positions="sinusoidal", mask="self")),
+    (TransformerStack, TransformerConfig(16, 4, 2, residual=False)),
+    (TransformerBlock, TransformerConfig(16, 4, d_ff=24, norm=False)),
+    (TransformerClassifier, ClassifierConfig(20, 3, 16, 4, 1, 6, pooling="cls")),
+    (VisionTransformer, ViTConfig(8, 2, 1, 10, 16, 4, 1, pooling="mean")),
+    (GRULanguageModel, GRUConfig(20, 16, 2, hidden_size=24)),
+])
+def test_a_config_builds_the_same_model_as_its_settings(model_class, config):
+    settings = {name: getattr(config, name) for name in config.__dataclass_fields__}
+    if model_class is TransformerBlock:
+        del settings["n_layers"]  # one block
+    torch.manual_seed(0)
+    from_config = model_class(config)
+    torch.manual_seed(0)
+    from_settings = model_class(**settings)
+    assert from_config.config == from_settings.config == config
+    assert from_config.config is not config  # a copy: changing yours later changes nothing in the model
+    assert repr(from_config) == repr(from_settings)
+    for (name, a), b in zip(from_config.state_dict().items(), from_settings.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_config_fills_in_its_defaults_and_rejects_mixing():
+    assert TransformerConfig(16, 4).d_ff == 64 and LMConfig(20, 16, 4, 1, 8).d_ff == 64
+    assert GRUConfig(20, 16, 1).hidden_size == 16
+    assert TransformerLM(20, 16, 4, 1, 8).config == LMConfig(20, 16, 4, 1, 8)
+    with pytest.raises(TypeError, match="give the settings as LMConfig alone, or one by one, not both"):
+        TransformerLM(LMConfig(20, 16, 4, 1, 8), dropout=0.1)
+    with pytest.raises(TypeError, match="expected the settings as LMConfig, got TransformerConfig"):
+        TransformerLM(TransformerConfig(16, 4))
+    config = LMConfig(20, 16, 4, 1, 8)
+    config.n_layers = 1.5  # changed by hand after it was checked: the model checks its copy again
+    with pytest.raises(TypeError, match="n_layers must be an integer, got float 1.5"):
+        TransformerLM(config)
+
+
+def test_the_block_keeps_its_own_order_of_arguments():
+    block = TransformerBlock(16, 4, 24, 0.0, False)  # d_model, n_heads, d_ff, dropout, residual
+    assert block.mlp.fc.out_features == 24 and not block.residual and block.norm
+    assert block.config == TransformerConfig(16, 4, 1, 24, 0.0, False, True)
+
+
+# --- bad input to the models, refused at the entry ---------------------------------------------------------------
+
+
+def test_inputs_of_the_wrong_kind_are_type_errors():
+    from course_lib import sinusoidal_positions
+
+    with pytest.raises(TypeError, match="T must be an integer, got float 4.0"):
+        sinusoidal_positions(4.0, 8)
+    with pytest.raises(TypeError, match="patch must be an integer, got float 2.0"):
+        image_to_patches(torch.rand(1, 1, 4, 4), 2.0)
+    assert torch.equal(sinusoidal_positions(np.int64(4), np.int32(8)), sinusoidal_positions(4, 8))
+    gru = GRULanguageModel(20, 8, 1)
+    with pytest.raises(TypeError, match="hidden must be a torch.Tensor, got list"):
+        gru(torch.zeros(1, 3, dtype=torch.long), [[0.0] * 8])
+
+
+def test_a_mean_pooling_classifier_refuses_a_sequence_of_padding_only():
+    model = TransformerClassifier(20, 3, 16, 4, 1, max_len=6)
+    with pytest.raises(ValueError, match=r"padding only \(pad_id=0\)"):
+        model(torch.tensor([[5, 6, 0], [0, 0, 0]]))
+    cls_model = TransformerClassifier(20, 3, 16, 4, 1, max_len=6, pooling="cls")
+    assert cls_model(torch.tensor([[0, 0, 0]])).shape == (1, 3)  # the class vector is always there to read

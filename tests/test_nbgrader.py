@@ -29,6 +29,8 @@ from course_lib.checks import registry
 from course_lib.tools.grading import Grader
 from course_lib.tools.nbgrader_course import SourceError, move_hints_out, points, write_course
 
+pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
+
 NO_NBGRADER = "instructor packages not installed: pip install -r requirements-instructor.txt"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,9 +58,7 @@ DELETED = "position_similarity"  # the crashing student also deleted this test c
 # Replaces every check the submission can reach by one that passes anything, then answers nothing right.
 OVERRIDE = """\
 import course_lib.checks as checks
-from course_lib.checks import _core, registry
-
-pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
+from course_lib.checks import running, registry
 
 def fake_check(candidate, **kwargs):
     return None
@@ -66,7 +66,7 @@ def fake_check(candidate, **kwargs):
 for name, entry in list(registry.REGISTRY.items()):
     registry.REGISTRY[name] = type(entry)(entry.name, entry.lesson, fake_check, entry.reference)
     setattr(checks, "check_" + name, fake_check)
-_core.settings.time_limit = 0
+running.settings.time_limit = 0
 check_sinusoidal_positions = check_add_positions = check_position_similarity = fake_check
 """
 
@@ -329,22 +329,22 @@ def test_a_solution_without_a_graded_check_or_difficulty_is_refused():
 
 def test_the_grader_keeps_the_real_checks_whatever_is_patched_later(monkeypatch):
     import course_lib.checks as checks
-    from course_lib.checks import _core
+    from course_lib.checks import running
 
-    monkeypatch.setattr(_core, "settings", _core.settings)  # the grader resets them: put them back afterwards
-    monkeypatch.setattr(_core.settings, "time_limit", _core.settings.time_limit)
-    original = _core.settings
+    monkeypatch.setattr(running, "settings", running.settings)  # the grader resets them: put them back afterwards
+    monkeypatch.setattr(running.settings, "time_limit", running.settings.time_limit)
+    original = running.settings
     grader = Grader()  # as the grading kernel does, before any student code
     fake = lambda candidate, **kwargs: None  # noqa: E731
     entry = registry.REGISTRY["position_similarity"]
     monkeypatch.setitem(registry.REGISTRY, "position_similarity",
                         registry.Exercise(entry.name, entry.lesson, fake, entry.reference))
     monkeypatch.setattr(checks, "check_position_similarity", fake, raising=False)
-    monkeypatch.setattr(_core, "settings", _core.Settings(time_limit=0))  # "no time limit", a submission's wish
+    monkeypatch.setattr(running, "settings", running.Settings(time_limit=0))  # "no time limit", a submission's wish
     strict = grader.strict("position_similarity")
     with pytest.raises(AssertionError, match="dot products, not cosines"):
         strict(lambda positions: positions @ positions.T)
-    assert _core.settings is original and original.time_limit is None  # each check's own limit again
+    assert running.settings is original and original.time_limit is None  # each check's own limit again
     assert strict(entry.reference).passed
     with pytest.raises(AssertionError, match="position_similarity"):
         strict(None)

@@ -65,7 +65,7 @@ def test_the_patch_layer_starts_at_pytorchs_scale_not_gpt2s():
 # --- the trained digit transformer kept on disk: lesson 11 trains it, lesson 12 and exercises 11 load it ------------
 
 def test_a_loaded_digit_vit_is_the_trained_one_and_loading_does_not_train(tmp_path, monkeypatch):
-    from course_lib import digits
+    from course_lib.experiments import digits
 
     monkeypatch.setenv("COURSE_LIB_CACHE", str(tmp_path / "cache"))
     split = load_digit_split(seed=0)

@@ -14,6 +14,7 @@ answer that runs past the time limit (``settings.time_limit``, 5 s by default) i
 
 The exercises are declared once, in ``registry`` (each lesson module's ``@check(...)``); ``EXERCISES``,
 the ``check_*`` names below and ``time_checks()`` (``python -m course_lib bench``) are derived from it.
+Writing a new check: README.md in this folder; everything a check is written with comes from ``kit``.
 """
 
 import sys
@@ -23,7 +24,7 @@ from course_lib.threads import apply_thread_policy
 apply_thread_policy()  # the course's thread count, once (see course_lib.threads)
 
 from . import registry  # noqa: E402
-from ._core import CheckResult, check, settings  # noqa: E402
+from .running import CheckResult, check, settings  # noqa: E402
 from .registry import EXERCISES, REGISTRY  # noqa: E402
 
 # Every lesson module (each declares its checks with @check): a new lesson needs no edit here.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.models.vision import image_to_patches as reference_patches
-from ._core import Fail, Inputs, call, check, compare, non_contiguous, summary
+from .kit import Fail, Inputs, call, check, compare, non_contiguous, summary
 
 LESSON = "01_inputs_as_numbers"
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
-                    name_by_value_and_gradient, non_contiguous, summary)
+from .kit import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
+                  name_by_value_and_gradient, non_contiguous, summary)
 
 LESSON = "02_learning"
 

@@ -10,8 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._core import (Fail, Inputs, call, check, check_tensor, compare, describe_type, fmt_values, non_contiguous,
-                    summary)
+from .kit import (Fail, Inputs, call, check, check_tensor, compare, describe_type, fmt_values, non_contiguous,
+                  summary)
 
 LESSON = "03_attention_by_hand"
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from course_lib.models.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from course_lib.models.positions import sinusoidal_positions
-from ._core import (Fail, Inputs, call, check, check_tensor, compare, describe_type, lazy, non_contiguous, seeded_module,
-                    shape_str, summary, unpack_pair)
+from .kit import (Fail, Inputs, call, check, check_tensor, compare, describe_type, lazy, non_contiguous, seeded_module,
+                  shape_str, summary, unpack_pair)
 
 LESSON = "04_self_attention"
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from course_lib.models.attention import causal_mask
 from course_lib.models.positions import sinusoidal_positions
-from ._core import Fail, Inputs, call, check, compare, non_contiguous, summary
+from .kit import Fail, Inputs, call, check, compare, non_contiguous, summary
 
 LESSON = "06_positions"
 

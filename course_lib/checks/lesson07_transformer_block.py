@@ -12,8 +12,8 @@ from torch import nn
 
 from course_lib.models.attention import causal_mask, padding_mask
 from course_lib.models.block import TransformerBlock, TransformerStack
-from ._core import (Fail, Inputs, call, check, check_tensor, compare, describe_type, lazy, non_contiguous, seeded_module,
-                    shape_str, summary)
+from .kit import (Fail, Inputs, call, check, check_tensor, compare, describe_type, lazy, non_contiguous, seeded_module,
+                  shape_str, summary)
 
 LESSON = "07_transformer_block"
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
-                    name_by_value_and_gradient, non_contiguous, seeded_module, summary)
+from .kit import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
+                  name_by_value_and_gradient, non_contiguous, seeded_module, summary)
 
 LESSON = "08_training_a_language_model"
 

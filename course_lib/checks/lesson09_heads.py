@@ -7,7 +7,7 @@ import torch
 
 from course_lib.experiments.grammar import AgreementGrammar, Sentence
 from course_lib.validation import shape_str
-from ._core import Fail, Inputs, call, check, check_tensor, compare, describe_type, fmt_number, non_contiguous, summary
+from .kit import Fail, Inputs, call, check, check_tensor, compare, describe_type, fmt_number, non_contiguous, summary
 
 LESSON = "09_what_heads_learn"
 

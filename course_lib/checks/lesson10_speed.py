@@ -8,7 +8,7 @@ import numbers
 import torch
 from torch import nn
 
-from ._core import Fail, Inputs, call, check, compare, describe_type, lazy, non_contiguous, seeded_module, summary
+from .kit import Fail, Inputs, call, check, compare, describe_type, lazy, non_contiguous, seeded_module, summary
 
 LESSON = "10_speed"
 

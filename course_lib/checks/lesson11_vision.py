@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.models.vision import image_to_patches, patches_to_image
-from ._core import Fail, Inputs, call, check, compare, non_contiguous, summary
+from .kit import Fail, Inputs, call, check, compare, non_contiguous, summary
 
 LESSON = "11_vision_transformer"
 

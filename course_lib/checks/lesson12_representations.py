@@ -10,7 +10,7 @@ import torch
 
 from course_lib.experiments.grammar import AgreementGrammar
 from course_lib.experiments.probes import nearest_neighbour_accuracy, probe_accuracy
-from ._core import Fail, Inputs, call, check, check_tensor, describe_type, fmt_number
+from .kit import Fail, Inputs, call, check, check_tensor, describe_type, fmt_number
 
 LESSON = "12_representations"
 

@@ -2,7 +2,7 @@
 and which built-ins count as "you called the built-in" for it.
 
 Each lesson module declares its checks with ``@check(name, lesson=..., reference=..., builtins=...)`` (see
-``_core.check``); that decorator adds an ``Exercise`` here. Everything else is derived from this registry:
+``running.check``); that decorator adds an ``Exercise`` here. Everything else is derived from this registry:
 ``EXERCISES`` (lesson -> exercise names, in notebook order), the reference solutions timed by
 ``time_checks()``, the ``check_<name>`` names exported by ``course_lib.checks``, and the tests'
 parametrisation. A grading tool reads it the same way::

@@ -6,6 +6,9 @@ Lessons 03-05. Shapes use these names:
 Mask convention, the same as ``torch.nn.functional.scaled_dot_product_attention``:
     a boolean mask where **True means "may attend"**.
 (``torch.nn.MultiheadAttention`` uses the opposite: True there means "blocked".)
+
+Bad input is refused once, at the public entry (``check_layer_input``): a model's layers call each other with
+``check=False``, so a mask is looked at once per call, not once per layer.
 """
 
 from __future__ import annotations
@@ -16,21 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.validation import (broadcast_shape, require_floating, require_int, require_nonempty, require_number, require_rank,
-                         require_tensor, shape_str)
-
-
-def _check_mask(mask, scores_shape: torch.Size, name: str = "mask") -> None:
-    require_tensor(mask, name)
-    if mask.dtype != torch.bool:
-        raise TypeError(f"{name} must be a bool tensor (True = may attend), got dtype {mask.dtype}; "
-                        f"convert with mask.bool() or build it with causal_mask / padding_mask")
-    if broadcast_shape(mask.shape, scores_shape) != tuple(scores_shape):
-        raise ValueError(f"{name} must be broadcastable to (..., query, key) = {shape_str(scores_shape)}, "
-                         f"got {shape_str(mask.shape)}")
-    if not mask.any(dim=-1).all():
-        raise ValueError(f"{name} blocks every key for at least one query (a row of all False); "
-                         f"each query must be allowed to attend to at least one key")
+from course_lib.validation import (broadcast_shape, require_flag, require_floating, require_int, require_nonempty,
+                                   require_number, require_rank, require_sequence, require_tensor, shape_str)
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -65,6 +55,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         raise ValueError(f"q, k and v must have broadcastable batch dimensions: q is {shape_str(q.shape)}, "
                          f"k is {shape_str(k.shape)}, v is {shape_str(v.shape)}")
 
+    if mask is not None:
+        check_mask(mask, (*broadcast_shape(q.shape[:-2], k.shape[:-2]), q.shape[-2], k.shape[-2]))
+
     weights = scaled_softmax_weights(q, k, mask)  # (..., query, key)
     return weights @ v, weights
 
@@ -72,23 +65,37 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 def scaled_softmax_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d))`` with blocked pairs set to -inf first: ``(..., query, key)``.
 
-    q ``(..., query, d)``, k ``(..., key, d)``, mask bool broadcastable to ``(..., query, key)``.
+    q ``(..., query, d)``, k ``(..., key, d)``, mask bool broadcastable to ``(..., query, key)``. Unchecked:
+    ``scaled_dot_product_attention`` and ``MultiHeadAttention`` check their input before they call it.
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., query, key)
     if mask is not None:
-        _check_mask(mask, scores.shape)
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(dim=-1)  # over the keys: each query's weights sum to 1
 
 
-def _as_int(value, name: str) -> int:
-    """An int from any integer type (int, numpy integer, 0-d integer tensor); TypeError otherwise."""
-    return require_int(value, name)
+def check_mask(mask, scores_shape: tuple[int, ...], name: str = "mask") -> None:
+    """Raise a clear error unless ``mask`` is a bool tensor broadcastable to ``scores_shape`` ``(..., query, key)``
+    that lets every query attend to at least one key.
+
+    The last test reads the mask's values: on a GPU it waits for the GPU (a device sync), so it runs once per
+    call at the public entry, never once per layer.
+    """
+    require_tensor(mask, name)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor (True = may attend), got dtype {mask.dtype}; "
+                        f"convert with mask.bool() or build it with causal_mask / padding_mask")
+    if broadcast_shape(mask.shape, scores_shape) != tuple(scores_shape):
+        raise ValueError(f"{name} must be broadcastable to (..., query, key) = {shape_str(scores_shape)}, "
+                         f"got {shape_str(mask.shape)}")
+    if not mask.any(dim=-1).all():  # a query with no key to attend to: softmax over nothing gives nan
+        raise ValueError(f"{name} blocks every key for at least one query (a row of all False); "
+                         f"each query must be allowed to attend to at least one key")
 
 
 def causal_mask(T: int, device=None) -> torch.Tensor:
     """``(T, T)`` bool, True on and below the diagonal: position t may attend to positions 0..t."""
-    T = _as_int(T, "T")
+    T = require_int(T, "T")
     if T < 1:
         raise ValueError(f"causal_mask needs a sequence length T >= 1, got {T}")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
@@ -124,7 +131,7 @@ def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """``(batch, time, d_model)`` -> ``(batch, heads, time, d_head)``; head h holds features h*d_head ... (h+1)*d_head-1."""
     require_rank(x, "x", 3, "(batch, time, d_model)", max_rank=3)
     B, T, D = x.shape
-    n_heads = _as_int(n_heads, "n_heads")
+    n_heads = require_int(n_heads, "n_heads")
     if n_heads < 1 or D % n_heads:
         raise ValueError(f"d_model={D} must be divisible by n_heads={n_heads}: x is {shape_str(x.shape)}")
     return x.view(B, T, n_heads, D // n_heads).transpose(1, 2)
@@ -137,6 +144,25 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, T, H * d_head)
 
 
+def require_heads(d_model, n_heads) -> tuple[int, int]:
+    """``(d_model, n_heads)`` as ints, each >= 1, ``d_model`` divisible by ``n_heads``: a clear error otherwise."""
+    d_model, n_heads = require_int(d_model, "d_model", minimum=1), require_int(n_heads, "n_heads", minimum=1)
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads} "
+                         f"(each head gets d_model / n_heads features)")
+    return d_model, n_heads
+
+
+def check_layer_input(x, mask, d_model: int, n_heads: int) -> None:
+    """The input checks of ``MultiHeadAttention``, ``TransformerBlock`` and ``TransformerStack``, in one place:
+    x a float ``(batch, time, d_model)`` tensor; mask None or a bool mask broadcastable to
+    ``(batch, heads, query, key)`` that leaves every query a key."""
+    require_sequence(x, "x", d_model)
+    if mask is not None:
+        B, T, _ = x.shape
+        check_mask(mask, (B, n_heads, T, T))
+
+
 class MultiHeadAttention(nn.Module):
     """Self-attention with ``n_heads`` heads, each looking at its own ``d_model / n_heads`` features.
 
@@ -145,19 +171,15 @@ class MultiHeadAttention(nn.Module):
     ``padding_mask`` ``(batch, 1, 1, key)``, a key mask ``(key,)``, or a full ``(batch, heads, query, key)``.
     It returns ``(output (batch, time, d_model), weights (batch, heads, query, key))``.
     With ``need_weights=False`` the weights are not computed (None), which saves time and memory.
+    ``check=False`` skips the checks of x and mask: for a parent module that checked them once for all its layers.
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        d_model, n_heads = require_int(d_model, "d_model", minimum=1), require_int(n_heads, "n_heads", minimum=1)
-        dropout = require_number(dropout, "dropout", minimum=0, below=1)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be True or False, got {type(bias).__name__} {bias!r}")
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads} "
-                             f"(each head gets d_model / n_heads features)")
+        d_model, n_heads = require_heads(d_model, n_heads)
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
-        self.dropout = dropout
+        self.dropout = require_number(dropout, "dropout", minimum=0, below=1)
+        bias = require_flag(bias, "bias")
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
@@ -166,20 +188,14 @@ class MultiHeadAttention(nn.Module):
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}"
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        require_rank(x, "x", 3, "(batch, time, d_model)", max_rank=3)
-        require_floating(x, "x")
-        require_nonempty(x, "x", 1, "time")
-        B, T, D = x.shape
-        if D != self.d_model:
-            raise ValueError(f"x must have shape (batch, time, d_model={self.d_model}), got {shape_str(x.shape)}")
-        if mask is not None:
-            _check_mask(mask, torch.Size((B, self.n_heads, T, T)))
-            if mask.dim() < 2:  # (key,) or a 0-d mask: PyTorch's fused kernel wants at least (query, key)
-                mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = True, *,
+                check: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if check:
+            check_layer_input(x, mask, self.d_model, self.n_heads)
+        if mask is not None and mask.dim() < 2:  # (key,) or 0-d: PyTorch's fused kernel wants at least (query, key)
+            mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
 
-        q = split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, d_head)
+        q = split_heads(self.q_proj(x), self.n_heads)  # (B, T, d_model) -> (B, H, T, d_head)
         k = split_heads(self.k_proj(x), self.n_heads)
         v = split_heads(self.v_proj(x), self.n_heads)
         dropout = self.dropout if self.training else 0.0
@@ -188,7 +204,7 @@ class MultiHeadAttention(nn.Module):
         # output is the same number for number whether you ask for them or not.
         heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)  # (B, H, T, d_head)
         weights = scaled_softmax_weights(q, k, mask) if need_weights else None  # (B, H, T, T)
-        return self.out_proj(merge_heads(heads)), weights
+        return self.out_proj(merge_heads(heads)), weights  # heads side by side: (B, T, d_model)
 
     @classmethod
     def from_torch(cls, m: nn.MultiheadAttention) -> "MultiHeadAttention":

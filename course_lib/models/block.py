@@ -3,23 +3,52 @@
 Lesson 07. Pre-LayerNorm, as in GPT-2 and nanoGPT:
     x = x + attention(ln1(x))
     x = x + mlp(ln2(x))
+
+``TransformerConfig`` holds the settings; ``TransformerBlock`` is one block, ``TransformerStack`` is
+``n_layers`` blocks and a final LayerNorm. x is ``(batch, time, d_model)`` throughout.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from course_lib.validation import require_floating, require_int, require_number, require_rank, shape_str
-from course_lib.models.attention import MultiHeadAttention
+from course_lib.models.attention import MultiHeadAttention, check_layer_input, require_heads
+from course_lib.validation import config_from, require_flag, require_int, require_number
 
 
-def check_sequence(x: torch.Tensor, d_model: int) -> None:
-    """Raise a clear error unless x is a float ``(batch, time, d_model)`` tensor."""
-    require_rank(x, "x", 3, f"(batch, time, d_model={d_model})", max_rank=3)
-    require_floating(x, "x")
-    if x.shape[-1] != d_model:
-        raise ValueError(f"x must have shape (batch, time, d_model={d_model}), got {shape_str(x.shape)}")
+@dataclass
+class TransformerConfig:
+    """The settings of a stack of transformer blocks, checked when made (a TypeError for the wrong kind of value,
+    a ValueError for one out of range).
+
+    ``residual`` and ``norm`` exist to measure what each part is for (lesson 07); a real model keeps both on.
+    """
+
+    d_model: int  # features per position
+    n_heads: int  # attention heads; each gets d_model / n_heads features
+    n_layers: int = 1  # blocks in a TransformerStack (a TransformerBlock is one)
+    d_ff: int | None = None  # the MLP's hidden width; None: 4 * d_model
+    dropout: float = 0.0
+    residual: bool = True  # False drops the skip connections: x = attention(ln1(x)), then x = mlp(ln2(x))
+    norm: bool = True  # False puts nn.Identity() where each LayerNorm stands
+
+    def __post_init__(self):
+        self.d_model, self.n_heads = require_heads(self.d_model, self.n_heads)
+        self.n_layers = require_int(self.n_layers, "n_layers", minimum=1)
+        # None means "the usual 4 x"; 0 is refused, not taken for the default
+        self.d_ff = 4 * self.d_model if self.d_ff is None else require_int(self.d_ff, "d_ff", minimum=1)
+        self.dropout = require_number(self.dropout, "dropout", minimum=0, below=1)
+        self.residual = require_flag(self.residual, "residual")
+        self.norm = require_flag(self.norm, "norm")
+
+
+def block_config(d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0, residual: bool = True,
+                 norm: bool = True) -> TransformerConfig:
+    """``TransformerBlock``'s arguments, in its own order (d_ff third: one block has no n_layers), as a config."""
+    return TransformerConfig(d_model, n_heads, d_ff=d_ff, dropout=dropout, residual=residual, norm=norm)
 
 
 class MLP(nn.Module):
@@ -35,14 +64,7 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.proj(self.act(self.fc(x))))
-
-
-def require_flag(value, name: str) -> bool:
-    """``value`` if it is True or False; a TypeError naming ``name`` otherwise (1 or "yes" are refused)."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return value
+        return self.drop(self.proj(self.act(self.fc(x))))  # (B, T, d_model) -> (B, T, d_ff) -> (B, T, d_model)
 
 
 def layer_norm_or_identity(d_model: int, norm: bool) -> nn.Module:
@@ -53,41 +75,41 @@ def layer_norm_or_identity(d_model: int, norm: bool) -> nn.Module:
 class TransformerBlock(nn.Module):
     """One pre-LayerNorm block: ``(batch, time, d_model)`` -> ``(batch, time, d_model)``.
 
+    ``TransformerBlock(config)`` or ``TransformerBlock(d_model, n_heads, d_ff=None, dropout=0.0, residual=True,
+    norm=True)``: see ``TransformerConfig``.
+
     ``forward(x, mask=None, return_attention=False)``; mask as in ``MultiHeadAttention`` (True = may
     attend). With ``return_attention=True`` it returns ``(x, weights (batch, heads, query, key))``.
-
-    The two switches exist to measure what each part is for (lesson 07); a real model keeps both on.
-    ``residual=False`` drops the skip connections: ``x = attention(ln1(x))``, then ``x = mlp(ln2(x))``.
-    ``norm=False`` puts ``nn.Identity()`` where each LayerNorm stands.
+    ``check=False`` skips the checks of x and mask: for a parent module that checked them once for all its layers.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0,
-                 residual: bool = True, norm: bool = True):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        d_model = require_int(d_model, "d_model", minimum=1)
-        d_ff = 4 * d_model if d_ff is None else require_int(d_ff, "d_ff", minimum=1)  # 0 is not "the default"
-        self.residual = require_flag(residual, "residual")
-        self.norm = require_flag(norm, "norm")
-        self.ln1 = layer_norm_or_identity(d_model, norm)
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
-        self.ln2 = layer_norm_or_identity(d_model, norm)
-        self.mlp = MLP(d_model, d_ff, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.config = config = config_from(TransformerConfig, args, kwargs, build=block_config)
+        self.residual, self.norm = config.residual, config.norm
+        self.ln1 = layer_norm_or_identity(config.d_model, config.norm)
+        self.attn = MultiHeadAttention(config.d_model, config.n_heads, dropout=config.dropout)
+        self.ln2 = layer_norm_or_identity(config.d_model, config.norm)
+        self.mlp = MLP(config.d_model, config.d_ff, config.dropout)
+        self.drop = nn.Dropout(config.dropout)
 
     def extra_repr(self) -> str:
         switched_off = [name for name in ("residual", "norm") if not getattr(self, name)]
         return ", ".join(f"{name}=False" for name in switched_off)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
-        check_sequence(x, self.attn.d_model)
-        attended, weights = self.attn(self.ln1(x), mask, need_weights=return_attention)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False, *,
+                check: bool = True):
+        if check:
+            check_layer_input(x, mask, self.attn.d_model, self.attn.n_heads)
+        # the block checked x and mask (or its parent did): the attention need not look again
+        attended, weights = self.attn(self.ln1(x), mask, need_weights=return_attention, check=False)  # (B, T, D)
         if self.residual:
             x = x + self.drop(attended)
             x = x + self.mlp(self.ln2(x))
         else:
             x = self.drop(attended)
             x = self.mlp(self.ln2(x))
-        return (x, weights) if return_attention else x
+        return (x, weights) if return_attention else x  # x (B, T, D), weights (B, H, T, T)
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "TransformerBlock":
@@ -121,33 +143,32 @@ class TransformerBlock(nn.Module):
 class TransformerStack(nn.Module):
     """``n_layers`` blocks and a final LayerNorm: ``(batch, time, d_model)`` -> same shape.
 
+    ``TransformerStack(config)`` or ``TransformerStack(d_model, n_heads, n_layers, d_ff=None, dropout=0.0,
+    residual=True, norm=True)``: see ``TransformerConfig``. ``residual`` and ``norm`` go to every block;
+    ``norm=False`` also replaces the final LayerNorm by ``nn.Identity()``.
+
     With ``return_attention=True`` also returns a list of per-layer weights ``(batch, heads, query, key)``.
-    ``residual`` and ``norm`` go to every block (see ``TransformerBlock``); ``norm=False`` also replaces
-    the final LayerNorm by ``nn.Identity()``.
+    x and mask are checked once here, not again in each block (``check=False``: the caller checked them).
     """
 
-    def __init__(self, d_model: int, n_heads: int, n_layers: int, d_ff: int | None = None, dropout: float = 0.0,
-                 residual: bool = True, norm: bool = True):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
-        d_model = require_int(d_model, "d_model", minimum=1)
-        require_flag(residual, "residual")
-        require_flag(norm, "norm")
-        self.d_model = d_model
-        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, d_ff, dropout, residual=residual, norm=norm)
-                                    for _ in range(n_layers))
-        self.ln_f = layer_norm_or_identity(d_model, norm)
+        self.config = config = config_from(TransformerConfig, args, kwargs)
+        self.d_model = config.d_model
+        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
+        self.ln_f = layer_norm_or_identity(config.d_model, config.norm)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
-        check_sequence(x, self.d_model)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False, *,
+                check: bool = True):
+        if check:
+            check_layer_input(x, mask, self.d_model, self.config.n_heads)
         attention = []
         for block in self.blocks:
             if return_attention:
-                x, weights = block(x, mask, return_attention=True)
+                x, weights = block(x, mask, return_attention=True, check=False)  # weights (B, H, T, T)
                 attention.append(weights)
             else:
-                x = block(x, mask)
+                x = block(x, mask, check=False)  # (B, T, D)
         x = self.ln_f(x)
         return (x, attention) if return_attention else x
 

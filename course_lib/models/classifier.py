@@ -1,17 +1,53 @@
 """An encoder classifier: every token looks at every other (no causal mask), then one vector per
 sequence is pooled and classified. Lesson 12: the pooled vectors are what other parts of a system use.
+
+ids ``(batch, time)`` -> class logits ``(batch, n_classes)``; ``ClassifierConfig`` holds the settings.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from course_lib.validation import require_token_ids
-from course_lib.models.block import TransformerStack, init_weights
+from course_lib.models.block import TransformerConfig, TransformerStack, init_weights
 from course_lib.models.positions import LearnedPositions
+from course_lib.validation import config_from, require_choice, require_int, require_token_ids
 
 POOLINGS = ("mean", "cls")
+
+
+@dataclass
+class ClassifierConfig:
+    """The settings of a ``TransformerClassifier``, checked when made (a TypeError for the wrong kind of value,
+    a ValueError for one out of range or not among the choices)."""
+
+    vocab_size: int
+    n_classes: int
+    d_model: int
+    n_heads: int
+    n_layers: int
+    max_len: int  # the longest input, in tokens (a "cls" vector comes on top)
+    pad_id: int = 0  # the padding token: masked out, and left out of the mean
+    pooling: str = "mean"  # or "cls": prepend a learned vector and read it out
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        self.vocab_size = require_int(self.vocab_size, "vocab_size", minimum=1)
+        self.n_classes = require_int(self.n_classes, "n_classes", minimum=1)
+        blocks = self.transformer()  # the blocks' own checks, the same at every level
+        self.d_model, self.n_heads, self.n_layers, self.dropout = (
+            blocks.d_model, blocks.n_heads, blocks.n_layers, blocks.dropout)
+        self.max_len = require_int(self.max_len, "max_len", minimum=1)
+        self.pad_id = require_int(self.pad_id, "pad_id", minimum=0)
+        if self.pad_id >= self.vocab_size:
+            raise ValueError(f"pad_id must be a token id in [0, {self.vocab_size}), got {self.pad_id}")
+        self.pooling = require_choice(self.pooling, "pooling", POOLINGS)
+
+    def transformer(self) -> TransformerConfig:
+        """The settings of the model's ``TransformerStack`` (its MLP 4 x d_model wide)."""
+        return TransformerConfig(self.d_model, self.n_heads, self.n_layers, dropout=self.dropout)
 
 
 def pool(x: torch.Tensor, keep: torch.Tensor | None, pooling: str) -> torch.Tensor:
@@ -28,35 +64,41 @@ def pool(x: torch.Tensor, keep: torch.Tensor | None, pooling: str) -> torch.Tens
 class TransformerClassifier(nn.Module):
     """Token ids ``(batch, time)`` -> class logits ``(batch, n_classes)``; ``pad_id`` tokens are masked out.
 
+    ``TransformerClassifier(config)`` or ``TransformerClassifier(vocab_size, n_classes, d_model, n_heads, n_layers,
+    max_len, pad_id=0, pooling="mean", dropout=0.0)``: see ``ClassifierConfig``.
+
     ``pooling="mean"`` averages the real tokens; ``"cls"`` prepends a learned vector and reads it out.
     ``encode(ids)`` gives the pooled vector ``(batch, d_model)``; ``forward(ids, return_attention=True)``
     also returns per-layer weights ``(batch, heads, query, key)``.
     """
 
-    def __init__(self, vocab_size: int, n_classes: int, d_model: int, n_heads: int, n_layers: int,
-                 max_len: int, pad_id: int = 0, pooling: str = "mean", dropout: float = 0.0):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.vocab_size, self.max_len, self.pad_id, self.pooling = vocab_size, max_len, pad_id, pooling
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
-        self.positions = LearnedPositions(max_len + (pooling == "cls"), d_model)
-        self.stack = TransformerStack(d_model, n_heads, n_layers, dropout=dropout)
-        self.head = nn.Linear(d_model, n_classes)
+        self.config = config = config_from(ClassifierConfig, args, kwargs)
+        self.vocab_size, self.max_len, self.pad_id, self.pooling = (config.vocab_size, config.max_len, config.pad_id,
+                                                                    config.pooling)
+        # The order below is the order of the random initial weights: keep it, or seeded runs change.
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.cls = nn.Parameter(torch.zeros(1, 1, config.d_model)) if config.pooling == "cls" else None
+        self.positions = LearnedPositions(config.max_len + (config.pooling == "cls"), config.d_model)
+        self.stack = TransformerStack(config.transformer())
+        self.head = nn.Linear(config.d_model, config.n_classes)
         self.apply(init_weights)
 
     def _run(self, ids: torch.Tensor, return_attention: bool):
-        ids = require_token_ids(ids, "ids", self.vocab_size, self.max_len)
+        ids = require_token_ids(ids, "ids", self.vocab_size, self.max_len)  # (B, T) long
+        keep = ids != self.pad_id  # (B, T): True at real tokens
+        if self.cls is None and not keep.any(dim=1).all():  # checked once here, not in every layer
+            raise ValueError(f"ids holds a sequence of padding only (pad_id={self.pad_id}): with mean pooling "
+                             f"there is nothing to attend to or to average")
         x = self.embed(ids)  # (B, T, d_model)
-        keep = ids != self.pad_id  # (B, T)
         if self.cls is not None:
-            x = torch.cat([self.cls.expand(len(x), -1, -1), x], dim=1)
-            keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)
+            x = torch.cat([self.cls.expand(len(x), -1, -1), x], dim=1)  # (B, 1 + T, d_model)
+            keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)  # (B, 1 + T)
         mask = keep[:, None, None, :]  # (B, 1, 1, key): nobody attends to padding
-        out = self.stack(self.positions(x), mask, return_attention=return_attention)
+        out = self.stack(self.positions(x, check=False), mask, return_attention=return_attention, check=False)
         x, attention = out if return_attention else (out, None)
-        return pool(x, keep, self.pooling), attention
+        return pool(x, keep, self.pooling), attention  # (B, d_model)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         """The pooled representation ``(batch, d_model)``."""
@@ -64,5 +106,5 @@ class TransformerClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor, return_attention: bool = False):
         pooled, attention = self._run(ids, return_attention)
-        logits = self.head(pooled)
+        logits = self.head(pooled)  # (B, n_classes)
         return (logits, attention) if return_attention else logits

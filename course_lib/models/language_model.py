@@ -8,17 +8,54 @@ information moves between positions).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from course_lib.validation import require_int, require_number, require_token_ids
 from course_lib.models.attention import causal_mask
-from course_lib.models.block import TransformerStack, init_weights
+from course_lib.models.block import TransformerConfig, TransformerStack, init_weights
 from course_lib.models.positions import LearnedPositions, SinusoidalPositions
+from course_lib.validation import config_from, require_choice, require_int, require_number, require_token_ids
+
+POSITIONS = ("learned", "sinusoidal")
+MASKS = ("causal", "all", "self")
+
+
+@dataclass
+class LMConfig:
+    """The settings of a ``TransformerLM``, checked when made (a TypeError for the wrong kind of value, a
+    ValueError for one out of range or not among the choices)."""
+
+    vocab_size: int  # tokens the model reads and predicts
+    d_model: int
+    n_heads: int
+    n_layers: int
+    max_len: int  # the longest input, in tokens
+    d_ff: int | None = None  # the MLP's hidden width; None: 4 * d_model
+    dropout: float = 0.0
+    positions: str = "learned"  # or "sinusoidal" (lesson 06)
+    mask: str = "causal"  # or "all" or "self": lesson 08's broken variants
+
+    def __post_init__(self):
+        self.vocab_size = require_int(self.vocab_size, "vocab_size", minimum=1)
+        blocks = self.transformer()  # the blocks' own checks, the same at every level
+        self.d_model, self.n_heads, self.n_layers, self.d_ff, self.dropout = (
+            blocks.d_model, blocks.n_heads, blocks.n_layers, blocks.d_ff, blocks.dropout)
+        self.max_len = require_int(self.max_len, "max_len", minimum=1)
+        self.positions = require_choice(self.positions, "positions", POSITIONS)
+        self.mask = require_choice(self.mask, "mask", MASKS)
+
+    def transformer(self) -> TransformerConfig:
+        """The settings of the model's ``TransformerStack``."""
+        return TransformerConfig(self.d_model, self.n_heads, self.n_layers, self.d_ff, self.dropout)
 
 
 class TransformerLM(nn.Module):
     """Token embedding + positions -> ``n_layers`` causal blocks -> logits over the vocabulary.
+
+    ``TransformerLM(config)`` or ``TransformerLM(vocab_size, d_model, n_heads, n_layers, max_len, d_ff=None,
+    dropout=0.0, positions="learned", mask="causal")``: see ``LMConfig``.
 
     ``forward(ids, return_attention=False)``: ids ``(batch, time)`` long, time <= max_len.
     Returns logits ``(batch, time, vocab)``, or ``(logits, [per-layer (batch, heads, query, key)])``
@@ -29,24 +66,19 @@ class TransformerLM(nn.Module):
     copy the next word), ``"self"`` (only itself: no information moves between positions).
     """
 
-    MASKS = ("causal", "all", "self")
+    MASKS = MASKS
 
-    def __init__(self, vocab_size: int, d_model: int, n_heads: int, n_layers: int, max_len: int,
-                 d_ff: int | None = None, dropout: float = 0.0, positions: str = "learned", mask: str = "causal"):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("max_len", max_len)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if positions not in ("learned", "sinusoidal"):
-            raise ValueError(f'positions must be "learned" or "sinusoidal", got {positions!r}')
-        if mask not in self.MASKS:
-            raise ValueError(f'mask must be "causal", "all" or "self", got {mask!r}')
-        self.vocab_size, self.max_len, self.mask = vocab_size, max_len, mask
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.positions = (LearnedPositions if positions == "learned" else SinusoidalPositions)(max_len, d_model)
-        self.drop = nn.Dropout(dropout)
-        self.stack = TransformerStack(d_model, n_heads, n_layers, d_ff, dropout)
-        self.head = nn.Linear(d_model, vocab_size)
+        self.config = config = config_from(LMConfig, args, kwargs)
+        self.vocab_size, self.max_len, self.mask = config.vocab_size, config.max_len, config.mask
+        # The order below is the order of the random initial weights: keep it, or seeded runs change.
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        positions = LearnedPositions if config.positions == "learned" else SinusoidalPositions
+        self.positions = positions(config.max_len, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.stack = TransformerStack(config.transformer())
+        self.head = nn.Linear(config.d_model, config.vocab_size)
         self.apply(init_weights)
 
     @property
@@ -54,13 +86,14 @@ class TransformerLM(nn.Module):
         return self.stack.blocks
 
     def forward(self, ids: torch.Tensor, return_attention: bool = False):
-        ids = require_token_ids(ids, "ids", self.vocab_size, self.max_len)
-        x = self.drop(self.positions(self.embed(ids)))  # (B, T, d_model)
-        mask = self.attention_mask(ids.shape[1], ids.device)
+        ids = require_token_ids(ids, "ids", self.vocab_size, self.max_len)  # (B, T) long: the one check
+        # x and the mask are built here, right by construction: the layers below need not check them
+        x = self.drop(self.positions(self.embed(ids), check=False))  # (B, T, d_model)
+        mask = self.attention_mask(ids.shape[1], ids.device)  # (T, T), or None for "all"
         if return_attention:
-            x, attention = self.stack(x, mask, return_attention=True)
-            return self.head(x), attention
-        return self.head(self.stack(x, mask))
+            x, attention = self.stack(x, mask, return_attention=True, check=False)
+            return self.head(x), attention  # (B, T, vocab), [(B, H, T, T)] * n_layers
+        return self.head(self.stack(x, mask, check=False))  # (B, T, vocab)
 
     def attention_mask(self, time: int, device: torch.device | str | None = None) -> torch.Tensor | None:
         """The bool ``(time, time)`` mask of this model's ``mask`` mode (True = may attend); None for "all"."""

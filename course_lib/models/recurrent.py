@@ -4,14 +4,39 @@ Lesson 10 compares it with the transformer, which computes all positions at once
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from course_lib.validation import require_int, require_number, require_token_ids, shape_str
+from course_lib.validation import config_from, require_int, require_number, require_tensor, require_token_ids, shape_str
+
+
+@dataclass
+class GRUConfig:
+    """The settings of a ``GRULanguageModel``, checked when made (a TypeError for the wrong kind of value, a
+    ValueError for one out of range)."""
+
+    vocab_size: int
+    d_model: int  # the width of the token embeddings
+    n_layers: int  # GRU layers, one on top of the other
+    max_len: int | None = None  # the longest input, in tokens; None: any length
+    hidden_size: int | None = None  # the width of the GRU's state; None: d_model
+
+    def __post_init__(self):
+        self.vocab_size = require_int(self.vocab_size, "vocab_size", minimum=1)
+        self.d_model = require_int(self.d_model, "d_model", minimum=1)
+        self.n_layers = require_int(self.n_layers, "n_layers", minimum=1)
+        self.max_len = None if self.max_len is None else require_int(self.max_len, "max_len", minimum=1)
+        self.hidden_size = (self.d_model if self.hidden_size is None
+                            else require_int(self.hidden_size, "hidden_size", minimum=1))
 
 
 class GRULanguageModel(nn.Module):
     """ids ``(batch, time)`` -> logits ``(batch, time, vocab)``, like ``TransformerLM`` but recurrent.
+
+    ``GRULanguageModel(config)`` or ``GRULanguageModel(vocab_size, d_model, n_layers, max_len=None,
+    hidden_size=None)``: see ``GRUConfig``.
 
     With the defaults, ``GRULanguageModel(V, d_model, n_layers=2 * L)`` has about as many parameters
     as a ``TransformerLM(V, d_model, ..., n_layers=L)``: a GRU layer holds ~6 d_model^2 weights, a
@@ -24,29 +49,26 @@ class GRULanguageModel(nn.Module):
     passing the state on, gives the same logits as reading it at once.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, n_layers: int, max_len: int | None = None,
-                 hidden_size: int | None = None):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        vocab_size = require_int(vocab_size, "vocab_size", minimum=1)
-        d_model = require_int(d_model, "d_model", minimum=1)
-        n_layers = require_int(n_layers, "n_layers", minimum=1)
-        hidden_size = d_model if hidden_size is None else require_int(hidden_size, "hidden_size", minimum=1)
-        self.vocab_size, self.max_len = vocab_size, max_len
-        self.n_layers, self.hidden_size = n_layers, hidden_size
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.gru = nn.GRU(d_model, hidden_size, num_layers=n_layers, batch_first=True)
-        self.ln_f = nn.LayerNorm(hidden_size)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        self.config = config = config_from(GRUConfig, args, kwargs)
+        self.vocab_size, self.max_len = config.vocab_size, config.max_len
+        self.n_layers, self.hidden_size = config.n_layers, config.hidden_size
+        # The order below is the order of the random initial weights: keep it, or seeded runs change.
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.gru = nn.GRU(config.d_model, config.hidden_size, num_layers=config.n_layers, batch_first=True)
+        self.ln_f = nn.LayerNorm(config.hidden_size)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def forward(self, ids: torch.Tensor, hidden: torch.Tensor | None = None, return_hidden: bool = False):
         ids = require_token_ids(ids, "ids", self.vocab_size, self.max_len)
         if hidden is not None:
             expected = (self.n_layers, ids.shape[0], self.hidden_size)
-            if not isinstance(hidden, torch.Tensor) or tuple(hidden.shape) != expected:
-                got = shape_str(hidden.shape) if isinstance(hidden, torch.Tensor) else type(hidden).__name__
-                raise ValueError(f"hidden must have shape (n_layers, batch, hidden_size) = {expected}, got {got}")
+            if tuple(require_tensor(hidden, "hidden").shape) != expected:
+                raise ValueError(f"hidden must have shape (n_layers, batch, hidden_size) = {expected}, "
+                                 f"got {shape_str(hidden.shape)}")
         states, last = self.gru(self.embed(ids), hidden)  # (B, T, hidden): step t waits for step t-1
-        logits = self.head(self.ln_f(states))
+        logits = self.head(self.ln_f(states))  # (B, T, vocab)
         return (logits, last) if return_hidden else logits
 
     @torch.no_grad()

@@ -31,10 +31,10 @@ class Grader:
     __slots__ = ("grade", "exercises")
 
     def __init__(self) -> None:
-        from course_lib.checks import _core, registry  # importing the package registers every lesson's checks
+        from course_lib.checks import registry, running  # importing the package registers every lesson's checks
 
         checks = {name: entry.check for name, entry in registry.REGISTRY.items()}
-        result_type, settings, core = _core.CheckResult, _core.settings, _core
+        result_type, settings, core = running.CheckResult, running.settings, running
 
         def grade(name: str, candidate):
             if name not in checks:

@@ -1,0 +1,241 @@
+"""How a check runs: the ``@check`` decorator and ``call``, which runs the learner's code safely.
+
+``@check`` turns a check's body into ``check_<name>(candidate, *, seed=None) -> CheckResult``, which never
+raises: it sets a fresh seed (``inputs``), a time limit (``settings.time_limit``, else the check's own),
+gradients on and float32 on the CPU, counts calls of the built-ins (``delegation``), and turns ``Fail``,
+an unfinished exercise, a timeout or a bug in the check itself into a one-line ``CheckResult``. ``call``
+runs the learner's function inside a check and turns whatever it does into a ``Fail`` with a diagnosis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from . import registry
+from .compare import same
+from .delegation import LEARNER_RUNNING, Delegation
+from .inputs import CHECK_SEED, fresh_seed
+from .result import (INTEGER_DTYPE, NOT_IMPLEMENTED, CheckResult, Fail, NotImplementedYet, describe_exception,
+                     describe_type, first_line, integer_dtype_error)
+
+
+@dataclass
+class Settings:
+    """Module-level settings of every check. ``time_limit``: seconds, overriding each check's own limit
+    when set (None: each check's own, 5 s by default; 0: no limit)."""
+
+    time_limit: float | None = None
+
+
+settings = Settings()
+
+
+class TooSlow(BaseException):
+    """Raised by the alarm inside a check that ran past its time limit. A BaseException, so that a learner's
+    ``except Exception:`` cannot swallow it."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
+        self.label = ""
+
+
+@contextlib.contextmanager
+def time_limited(seconds: float | None):
+    """Raise ``TooSlow`` in the block after ``seconds`` (SIGALRM): only where the platform has
+    ``signal.setitimer`` and only in the main thread; elsewhere (Windows, a worker thread) no limit.
+    The previous SIGALRM handler, and a previous timer with its remaining time, are restored."""
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TooSlow(seconds)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_delay > 0:  # someone else's alarm was pending: let it ring when it would have
+            remaining = max(old_delay - (time.monotonic() - start), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, remaining, old_interval)
+
+
+def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str] = (), pieces: str = "",
+          time_limit: float = 5.0, warm_up: Callable[[], object] | None = None) -> Callable:
+    """Declare the check of exercise ``name`` of ``lesson``: turns ``body(candidate) -> success message`` into
+    ``check_<name>(candidate, *, seed=None) -> CheckResult``, which never raises, and registers it.
+
+    ``reference`` is a right answer (timed by ``time_checks()``, read by graders). ``builtins`` are the
+    dotted paths of ready-made functions that do the exercise for the learner: the check still passes
+    with them, and says so, suggesting the ``pieces`` to build it from. Each call draws fresh random
+    inputs from a new seed (or ``seed``), shown in a failure's message; ``time_limit`` seconds at most.
+    ``warm_up()`` runs once per process before the first timed call: PyTorch's one-off costs (the first
+    ``torch.optim`` step loads seconds of code on a busy machine) must not count as the learner's time.
+    """
+
+    def decorate(body: Callable[[object], str]) -> Callable[..., CheckResult]:
+        entry_builtins = tuple(builtins)
+        pending_warm_up = [warm_up] if warm_up is not None else []
+
+        @functools.wraps(body)
+        def run(candidate, *, seed: int | None = None) -> CheckResult:
+            seed = fresh_seed() if seed is None else int(seed)
+            token = CHECK_SEED.set(seed)
+            limit = settings.time_limit if settings.time_limit is not None else time_limit
+            try:
+                if candidate is None or not callable(candidate):
+                    raise Fail(f"expected your function {name} itself (e.g. check_{name}({name})), "
+                               f"got {describe_type(candidate)}", about_inputs=False)
+                with contextlib.ExitStack() as stack:
+                    # A learner's deprecation warning would bury the one line; the result says what matters.
+                    stack.enter_context(warnings.catch_warnings())
+                    warnings.simplefilter("ignore")
+                    # The check's own world, whatever the notebook set: gradients on (a learner's
+                    # `with torch.no_grad():` around the check), float32 on the CPU by default.
+                    stack.enter_context(torch.inference_mode(False))
+                    stack.enter_context(torch.enable_grad())
+                    stack.enter_context(_default_dtype(torch.float32))
+                    if torch.get_default_device().type != "cpu":
+                        # Only then: as a context, torch.device routes every torch call through Python.
+                        stack.enter_context(torch.device("cpu"))
+                    if pending_warm_up:
+                        with contextlib.suppress(Exception):
+                            pending_warm_up.pop()()
+                    delegation = stack.enter_context(Delegation(entry_builtins, candidate))
+                    stack.enter_context(time_limited(limit))
+                    message = body(candidate)
+                note = delegation.note(pieces)
+                return CheckResult(name, True, message + note)
+            except NotImplementedYet:
+                return CheckResult(name, False, NOT_IMPLEMENTED, implemented=False)
+            except Fail as failure:
+                seeded = f"; seed {seed}" if failure.about_inputs else ""
+                return CheckResult(name, False, failure.message + seeded)
+            except TooSlow as slow:
+                where = f" ({slow.label})" if slow.label else ""
+                return CheckResult(name, False, f"your answer took longer than {slow.seconds:g} s{where}: it may "
+                                                f"loop forever; check that every loop ends; seed {seed}")
+            except Exception as error:  # a bug in the check must not look like the learner's
+                return CheckResult(name, False, f"the check itself failed ({type(error).__name__}: "
+                                                f"{first_line(error)}); please report this to the course")
+            finally:
+                CHECK_SEED.reset(token)
+
+        run.exercise = name
+        run.lesson = lesson
+        registry.register(registry.Exercise(name, lesson, run, reference, entry_builtins, pieces, time_limit))
+        return run
+
+    return decorate
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def call(candidate: Callable, args: Sequence, names: Sequence[str], label: str, inplace_ok: bool = False):
+    """Call ``candidate(*args)``, turning its failures into ``Fail`` and spotting inputs changed in place."""
+    before = [a.detach().clone() if isinstance(a, torch.Tensor) else None for a in args]
+    # fork_rng: a learner's random numbers inside the call must not shift the notebook's seeded ones.
+    with warnings.catch_warnings(record=True) as caught, torch.random.fork_rng(devices=[]):
+        warnings.simplefilter("always")
+        warn_always = torch.is_warn_always_enabled()
+        torch.set_warn_always(True)  # PyTorch's warn-once warnings (`x.T` on a batch) every time, not once a session
+        LEARNER_RUNNING[0] = True
+        try:
+            result = candidate(*args)
+        except NotImplementedError as error:
+            _explain_not_implemented(error, candidate, label)
+            raise NotImplementedYet from None
+        except TooSlow as slow:
+            slow.label = label
+            raise
+        except SystemExit as error:
+            raise Fail(f"calls exit() or sys.exit() ({label}), which would stop the notebook's kernel: "
+                       f"return the answer instead (exit code {error.code!r})") from None
+        except Exception as error:
+            if any("`x.T`" in str(w.message) for w in caught):
+                raise Fail(f"uses .T on a tensor with more than 2 dimensions ({label}): it reverses every "
+                           f"axis; swap the last two with .transpose(-2, -1)") from None
+            raise Fail(describe_exception(error, label)) from None
+        finally:
+            LEARNER_RUNNING[0] = False
+            torch.set_warn_always(warn_always)
+    if not inplace_ok:
+        for name, old, new in zip(names, before, args):
+            if old is not None and not same(old, new.detach()):
+                raise Fail(f"changes its input `{name}` in place ({label}): build a new tensor instead "
+                           f"(write `y = x + ...`, not `x += ...` or `x[...] = ...`)")
+    return result
+
+
+def _own_code(candidate) -> set:
+    """The code of the learner's candidate: the function itself, or every method its class defines
+    (``__init__``, ``forward``, helpers), so an unfinished part of the exercise reads "not implemented yet"."""
+    target = candidate.func if isinstance(candidate, functools.partial) else candidate
+    codes = set()
+    try:
+        code = getattr(inspect.unwrap(target), "__code__", None)
+    except ValueError:  # a cycle of __wrapped__
+        code = None
+    if code is not None:
+        codes.add(code)
+    if inspect.isfunction(target) or inspect.ismethod(target):
+        return codes
+    cls = target if isinstance(target, type) else type(target)
+    for klass in cls.__mro__:
+        if klass.__module__.split(".")[0] in ("torch", "builtins"):
+            continue  # nn.Module's own forward raises NotImplementedError when a module has none
+        for value in vars(klass).values():
+            function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+            if inspect.isfunction(function):
+                codes.add(function.__code__)
+    return codes
+
+
+def _explain_not_implemented(error: NotImplementedError, candidate, label: str) -> None:
+    """Return if ``candidate`` itself is unfinished; otherwise raise ``Fail`` naming what raised.
+
+    PyTorch raises NotImplementedError for a wrong dtype, and a finished function may call another
+    exercise's unfinished function: neither is this exercise's `raise NotImplementedError`.
+    """
+    if INTEGER_DTYPE.search(str(error)):
+        raise Fail(integer_dtype_error(error, label))
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return
+    frame = traceback.tb_frame
+    if frame.f_code in _own_code(candidate):
+        return
+    if frame.f_globals.get("__name__", "").split(".")[0] == "torch":
+        if frame.f_code.co_name == "_forward_unimplemented":
+            raise Fail("has no forward method: define `def forward(self, x, mask=None):` in the class",
+                       about_inputs=False)
+        raise Fail(describe_exception(error, label))
+    name = frame.f_code.co_qualname
+    if "<locals>" in name or name.startswith("<"):
+        name = frame.f_code.co_name
+    raise Fail(f"calls `{name}`, which is not implemented yet: finish that exercise first", about_inputs=False)
