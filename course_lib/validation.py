@@ -9,6 +9,7 @@ fix the call.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 import operator
@@ -175,3 +176,22 @@ def config_from(config_class, args: tuple, kwargs: dict, build=None):
             raise TypeError(f"give the settings as {config_class.__name__} alone, or one by one, not both")
         return dataclasses.replace(args[0])  # a copy, checked again by its __post_init__
     return (build or config_class)(*args, **kwargs)
+
+
+def settings_signature(build) -> "_ClassSignature":
+    """What a model built by ``config_from`` shows in ``help()`` and Jupyter's tooltips: ``build``'s own arguments
+    (a config dataclass's fields, or a function's), so that ``Model(*args, **kwargs)`` still reads as
+    ``Model(vocab_size, d_model, ...)``. Set it as the class's ``__signature__``; a model itself (an instance)
+    keeps the signature of its ``forward``."""
+    return _ClassSignature(inspect.signature(build).replace(return_annotation=inspect.Signature.empty))
+
+
+class _ClassSignature:
+    """``__signature__`` for the class only: ``inspect.signature(Model)`` reads it, ``inspect.signature(model)``
+    gets None here and falls back to ``forward``'s."""
+
+    def __init__(self, signature: inspect.Signature):
+        self.signature = signature
+
+    def __get__(self, instance, owner):
+        return self.signature if instance is None else None

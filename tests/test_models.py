@@ -437,3 +437,18 @@ def test_a_mean_pooling_classifier_refuses_a_sequence_of_padding_only():
         model(torch.tensor([[5, 6, 0], [0, 0, 0]]))
     cls_model = TransformerClassifier(20, 3, 16, 4, 1, max_len=6, pooling="cls")
     assert cls_model(torch.tensor([[0, 0, 0]])).shape == (1, 3)  # the class vector is always there to read
+
+
+def test_help_shows_each_models_settings_not_star_args():
+    import inspect
+
+    import course_lib
+
+    assert list(inspect.signature(course_lib.TransformerLM).parameters)[:5] == [
+        "vocab_size", "d_model", "n_heads", "n_layers", "max_len"]
+    assert list(inspect.signature(course_lib.TransformerBlock).parameters)[:3] == ["d_model", "n_heads", "d_ff"]
+    assert "n_layers" in inspect.signature(course_lib.TransformerStack).parameters
+    for name in ("TransformerClassifier", "VisionTransformer", "GRULanguageModel"):
+        assert "args" not in inspect.signature(getattr(course_lib, name)).parameters, name
+    model = course_lib.TransformerLM(10, 8, 2, 1, 5)
+    assert "vocab_size" not in inspect.signature(model).parameters  # a model is called like its forward

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from course_lib.models.attention import MultiHeadAttention, check_layer_input, require_heads
-from course_lib.validation import config_from, require_flag, require_int, require_number
+from course_lib.validation import config_from, require_flag, require_int, require_number, settings_signature
 
 
 @dataclass
@@ -140,6 +140,9 @@ class TransformerBlock(nn.Module):
         return block.to(layer.linear1.weight.device)
 
 
+TransformerBlock.__signature__ = settings_signature(block_config)  # help() shows the settings, not *args
+
+
 class TransformerStack(nn.Module):
     """``n_layers`` blocks and a final LayerNorm: ``(batch, time, d_model)`` -> same shape.
 
@@ -171,6 +174,9 @@ class TransformerStack(nn.Module):
                 x = block(x, mask, check=False)  # (B, T, D)
         x = self.ln_f(x)
         return (x, attention) if return_attention else x
+
+
+TransformerStack.__signature__ = settings_signature(TransformerConfig)  # help() shows the settings, not *args
 
 
 def init_weights(module: nn.Module) -> None:

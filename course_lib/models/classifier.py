@@ -13,7 +13,7 @@ from torch import nn
 
 from course_lib.models.block import TransformerConfig, TransformerStack, init_weights
 from course_lib.models.positions import LearnedPositions
-from course_lib.validation import config_from, require_choice, require_int, require_token_ids
+from course_lib.validation import config_from, require_choice, require_int, require_token_ids, settings_signature
 
 POOLINGS = ("mean", "cls")
 
@@ -108,3 +108,6 @@ class TransformerClassifier(nn.Module):
         pooled, attention = self._run(ids, return_attention)
         logits = self.head(pooled)  # (B, n_classes)
         return (logits, attention) if return_attention else logits
+
+
+TransformerClassifier.__signature__ = settings_signature(ClassifierConfig)  # help() shows the settings, not *args

@@ -16,7 +16,8 @@ from torch import nn
 from course_lib.models.attention import causal_mask
 from course_lib.models.block import TransformerConfig, TransformerStack, init_weights
 from course_lib.models.positions import LearnedPositions, SinusoidalPositions
-from course_lib.validation import config_from, require_choice, require_int, require_number, require_token_ids
+from course_lib.validation import (config_from, require_choice, require_int, require_number, require_token_ids,
+                                   settings_signature)
 
 POSITIONS = ("learned", "sinusoidal")
 MASKS = ("causal", "all", "self")
@@ -127,3 +128,6 @@ class TransformerLM(nn.Module):
                 next_id = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
             ids = torch.cat([ids, next_id], dim=1)
         return ids
+
+
+TransformerLM.__signature__ = settings_signature(LMConfig)  # help() shows the settings, not *args

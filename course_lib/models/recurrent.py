@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from course_lib.validation import config_from, require_int, require_number, require_tensor, require_token_ids, shape_str
+from course_lib.validation import (config_from, require_int, require_number, require_tensor, require_token_ids,
+                                   settings_signature, shape_str)
 
 
 @dataclass
@@ -95,3 +96,6 @@ class GRULanguageModel(nn.Module):
             if step + 1 < new_tokens:
                 logits, hidden = self(next_id, hidden, return_hidden=True)  # one step: (B, 1) in
         return ids
+
+
+GRULanguageModel.__signature__ = settings_signature(GRUConfig)  # help() shows the settings, not *args

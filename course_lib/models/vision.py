@@ -15,7 +15,8 @@ from torch import nn
 from course_lib.models.block import TransformerConfig, TransformerStack, init_weights
 from course_lib.models.classifier import POOLINGS, pool
 from course_lib.models.positions import LearnedPositions
-from course_lib.validation import config_from, require_choice, require_floating, require_int, require_rank, shape_str
+from course_lib.validation import (config_from, require_choice, require_floating, require_int, require_rank,
+                                   settings_signature, shape_str)
 
 
 @dataclass
@@ -130,3 +131,6 @@ class VisionTransformer(nn.Module):
             pooled, attention = self.encode(images, return_attention=True)
             return self.head(pooled), attention
         return self.head(self.encode(images))  # (B, n_classes)
+
+
+VisionTransformer.__signature__ = settings_signature(ViTConfig)  # help() shows the settings, not *args
