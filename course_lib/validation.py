@@ -59,6 +59,38 @@ def require_floating(x: torch.Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
+# The method that converts a tensor or a model to a dtype: x.float(), model.double(), ...
+_CONVERTER = {torch.float32: "float", torch.float64: "double", torch.float16: "half", torch.bfloat16: "bfloat16"}
+
+
+def _converted(name: str, dtype: torch.dtype) -> str:
+    method = _CONVERTER.get(dtype)
+    return f"{name}.{method}()" if method else f"{name}.to({dtype})"
+
+
+def weights_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating-point parameter, None where it has none."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def require_weights_dtype(x: torch.Tensor, name: str, dtype: torch.dtype | None) -> None:
+    """Raise a TypeError unless the float tensor ``x`` has ``dtype``, the dtype of the model's weights (None: no
+    check); the message names both dtypes and both fixes (``x.float()`` or ``model.double()``).
+
+    It reads the dtypes only, never a value (no device sync). Under ``torch.autocast`` the autocast dtype passes
+    too: autocast converts it by itself.
+    """
+    if dtype is None or x.dtype == dtype:
+        return
+    try:
+        if torch.is_autocast_enabled(x.device.type) and x.dtype == torch.get_autocast_dtype(x.device.type):
+            return
+    except RuntimeError:  # a device autocast does not know (meta): no autocast there
+        pass
+    raise TypeError(f"{name} has dtype {x.dtype} but the model's weights are {dtype}; convert the input with "
+                    f"{_converted(name, dtype)} or the model with {_converted('model', x.dtype)}")
+
+
 def require_nonempty(x: torch.Tensor, name: str, dim: int, what: str) -> None:
     """Raise a ValueError if axis ``dim`` of ``x`` (the ``what`` axis, e.g. "time") is empty."""
     if x.shape[dim] == 0:

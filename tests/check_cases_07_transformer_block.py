@@ -297,7 +297,9 @@ NAMED_MISTAKES = [
 # Built-ins that do an exercise for the learner: the check passes and names them (as test_checks.DELEGATING).
 DELEGATING = {
     "layer_norm": [("F.layer_norm", LAYER_NORM_RIGHT[3][1], "F.layer_norm"),
-                   ("nn.LayerNorm", layer_norm_module, "F.layer_norm")],
+                   ("nn.LayerNorm", layer_norm_module, "F.layer_norm"),
+                   ("torch.native_layer_norm", lambda x, w, b, eps=1e-5: torch.native_layer_norm(
+                       x, (x.shape[-1],), w, b, eps)[0], "torch.native_layer_norm")],
     "block_forward": [("the block itself", BLOCK_RIGHT[3][1], "course_lib's TransformerBlock.forward")],
 }
 # A hand-built right answer per exercise with built-ins: it passes without a note.

@@ -251,9 +251,19 @@ NAMED_MISTAKES = [
     ("overtaking_length", overtaking_ties, "counts a tie as faster"),
 ]
 
+def rnn_by_nn_gru(cell, x, h0):
+    """PyTorch's whole-sequence GRU with the cell's weights: the loop done for the learner."""
+    gru = torch.nn.GRU(cell.input_size, cell.hidden_size, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(gru, f"{name}_l0").copy_(getattr(cell, name))
+    return gru(x, h0[None])[0]
+
+
 DELEGATING = {
     "sequential_steps": [("course_lib's graph", steps_by_graph, "course_lib's longest_chain")],
+    "rnn_forward": [("nn.GRU with the cell's weights", rnn_by_nn_gru, "torch._VF.gru")],
 }
-HAND_BUILT = {"sequential_steps": "the closed form"}
+HAND_BUILT = {"sequential_steps": "the closed form", "rnn_forward": "loop and stack"}
 
 

@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from course_lib.experiments.grammar import ADJECTIVES, ADVERBS
+from course_lib.experiments.probes import nearest_neighbour_accuracy, probe_accuracy
 
 # --- probe_accuracy -------------------------------------------------------------------------------------------------
 
@@ -131,3 +132,10 @@ NAMED_MISTAKES = [
     ("nearest_neighbour_accuracy", nn_farthest, "farthest training vector"),
     ("property_labels", LABELS_WRONG[1][1], "do not follow their sentences"),
 ]
+
+DELEGATING = {
+    "probe_accuracy": [("course_lib itself", probe_accuracy, "course_lib's probe_accuracy")],
+    "nearest_neighbour_accuracy": [("course_lib itself", nearest_neighbour_accuracy,
+                                    "course_lib's nearest_neighbour_accuracy")],
+}
+HAND_BUILT = {"probe_accuracy": "scaled logistic regression", "nearest_neighbour_accuracy": "NumPy broadcasting"}

@@ -8,8 +8,9 @@ from course_lib import MultiHeadAttention, TransformerLM, agreement_corpus, agre
 from course_lib.experiments import analysis
 from course_lib.experiments.analysis import (ablate_heads, agreement_accuracy, attention_modules, capture, capture_attention,
                                  head_scores)
+from course_lib.experiments import evaluation
 from course_lib.experiments.head_report import head_report
-from course_lib.experiments.grammar import AgreementGrammar, encode_sentences, verb_ids
+from course_lib.experiments.grammar import AgreementGrammar, encode_sentences, subject_baselines, verb_ids
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +199,44 @@ def test_agreement_accuracy_counts_the_right_verb_form(sentences):
         assert agreement_accuracy(model, sentences, vocab) == n_right / len(sentences)
     with pytest.raises(ValueError, match="at least one sentence"):
         agreement_accuracy(VerbOracle(sentences, vocab, 0), [], vocab)
+
+
+# Every public entry that takes the grammar's sentences, called with everything else right.
+SENTENCE_ENTRIES = {
+    "agreement_accuracy": lambda model, sentences, vocab: agreement_accuracy(model, sentences, vocab),
+    "head_scores": lambda model, sentences, vocab: head_scores(model, sentences, vocab),
+    "ablation_effects": lambda model, sentences, vocab: analysis.ablation_effects(model, sentences, vocab),
+    "held_out_loss": lambda model, sentences, vocab: evaluation.held_out_loss(model, sentences, vocab),
+    "prefix_agreement_accuracy": lambda model, sentences, vocab: evaluation.prefix_agreement_accuracy(
+        model, sentences, vocab),
+    "agreement_by": lambda model, sentences, vocab: evaluation.agreement_by(model, sentences, vocab,
+                                                                                 lambda s: len(s.attractors)),
+    "encode_sentences": lambda model, sentences, vocab: encode_sentences(sentences, vocab),
+    "verb_ids": lambda model, sentences, vocab: verb_ids(sentences, vocab),
+    "subject_baselines": lambda model, sentences, vocab: subject_baselines(sentences),
+    "head_report": lambda model, sentences, vocab: __import__(
+        "course_lib.experiments.head_report", fromlist=["head_report"]).head_report(model, sentences, vocab),
+}
+
+
+@pytest.mark.parametrize("entry", list(SENTENCE_ENTRIES))
+def test_every_entry_taking_sentences_gives_the_same_clear_error(model_and_ids, entry):
+    model, _ = model_and_ids
+    vocab, call = agreement_vocabulary(), SENTENCE_ENTRIES[entry]
+    with pytest.raises(TypeError, match=rf"^{entry} takes Sentence objects, got str 'the dog runs \.'; make them with "
+                                        r"AgreementGrammar\(seed\)\.sentences\(n\)"):
+        call(model, ["the dog runs ."], vocab)
+    with pytest.raises(TypeError, match=rf"^{entry} takes Sentence objects, got list"):
+        call(model, [["<bos>", "the", "dog", "runs", "."]], vocab)
+    with pytest.raises(ValueError, match=f"^{entry} needs at least one sentence"):
+        call(model, [], vocab)
+    with pytest.raises(TypeError, match=rf"^{entry} takes a list of Sentence objects, got NoneType"):
+        call(model, None, vocab)
+    sentences = AgreementGrammar(seed=4).sentences(3)
+    one, listed = call(model, sentences[0], vocab), call(model, sentences[:1], vocab)  # one Sentence: a list of one
+    assert type(one) is type(listed)
+    lazy = call(model, iter(sentences), vocab)  # any iterable, read once
+    assert repr(lazy) == repr(call(model, sentences, vocab))
 
 
 # --- a learner's own attention module: recognised by its shape, not by its class ------------------------------

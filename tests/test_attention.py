@@ -330,6 +330,33 @@ def test_a_bad_input_gives_the_same_error_at_every_level(where, x, error, words)
         LAYERS[where]()(x)
 
 
+@pytest.mark.parametrize("where", list(LAYERS))
+@pytest.mark.parametrize("dtype, fix", [(torch.float64, r"x\.float\(\) or the model with model\.double\(\)"),
+                                        (torch.bfloat16, r"x\.float\(\) or the model with model\.bfloat16\(\)")],
+                         ids=["float64", "bfloat16"])
+def test_an_input_of_another_dtype_than_the_weights_gives_the_same_error_at_every_level(where, dtype, fix):
+    layer = LAYERS[where]()
+    with pytest.raises(TypeError, match=rf"x has dtype {dtype} but the model's weights are torch.float32; "
+                                        rf"convert the input with {fix}"):
+        layer(torch.randn(2, 3, 8, dtype=dtype))
+    x = torch.randn(2, 3, 8)
+    out = layer.double()(x.double())  # the fix the message names works
+    assert (out[0] if isinstance(out, tuple) else out).dtype == torch.float64
+
+
+def test_the_dtype_check_reads_no_values_and_lets_autocast_do_its_work():
+    """Comparing dtypes reads metadata only (no device sync); under torch.autocast a float32 model takes
+    autocast's own dtype, which it converts by itself."""
+    mha = MultiHeadAttention(8, 2)
+    with pytest.raises(TypeError, match="x has dtype torch.float64"):
+        mha(torch.randn(1, 3, 8, dtype=torch.float64, device="meta"))  # a meta tensor has no values to read
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = mha(torch.randn(1, 3, 8, dtype=torch.bfloat16))
+        assert out.dtype == torch.bfloat16
+        with pytest.raises(TypeError, match="x has dtype torch.float64"):
+            mha(torch.randn(1, 3, 8, dtype=torch.float64))  # autocast does not convert float64: still refused
+
+
 @pytest.fixture
 def mask_checks(monkeypatch):
     """Counts the looks at a mask's values (a device sync on a GPU) while the test runs."""

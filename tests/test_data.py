@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from course_lib import AgreementGrammar, Vocabulary, agreement_corpus, agreement_vocabulary, pad_batch, tokenize
 from course_lib.experiments.grammar import (ADVERBS, INTRANSITIVE, NOUNS, PLURAL, PREPOSITION_NOUNS, SINGULAR, SUBJECT_VERB,
-                                TRANSITIVE, encode_sentences, subject_baselines, verb_ids)
+                                TRANSITIVE, encode_sentences, parse, subject_baselines, verb_ids)
 from course_lib.experiments.reference import REFERENCE
 from course_lib.experiments.images import SHAPE_CLASSES, make_shapes, sample_photo
 from course_lib.models.vision import image_to_patches, patches_to_image
@@ -98,6 +98,40 @@ def test_encoding_sentences_and_verb_ids():
         assert int(ids[row, s.verb]) == int(right[row])
         assert vocab.id_to_word[int(wrong[row])] == s.wrong_verb
     assert vocab.unk_id not in ids.tolist()[0]
+
+
+@pytest.mark.parametrize("function", [encode_sentences, verb_ids], ids=["encode_sentences", "verb_ids"])
+def test_encoding_takes_sentence_objects_and_says_how_to_get_them(function):
+    vocab = agreement_vocabulary()
+    name = function.__name__
+    # a text is not a Sentence: it was "'str' object has no attribute 'tokens'"
+    with pytest.raises(TypeError, match=rf"{name} takes Sentence objects, got str 'the dog runs \.'; "
+                                        r"make them with AgreementGrammar\(seed\)\.sentences\(n\) or agreement_corpus"
+                                        r".*parse\(text\)"):
+        function(["the dog runs ."], vocab)
+    with pytest.raises(TypeError, match=rf"{name} takes Sentence objects, got str 'the dog runs \.'"):
+        function("the dog runs .", vocab)  # one text, not a list
+    with pytest.raises(TypeError, match=rf"{name} takes a list of Sentence objects, got int 3"):
+        function(3, vocab)
+    with pytest.raises(ValueError, match=f"{name} needs at least one sentence"):  # verb_ids gave float tensors
+        function([], vocab)
+    # one Sentence is a list of one; a generator is read once
+    sentences = AgreementGrammar(seed=1).sentences(3)
+    for one, many in zip(function(sentences[0], vocab), function(sentences[:1], vocab)):
+        assert torch.equal(one, many)
+    for lazy, listed in zip(function((s for s in sentences), vocab), function(sentences, vocab)):
+        assert torch.equal(lazy, listed)
+    # the fix the message names works
+    assert torch.equal(function([parse("the dog runs .")], vocab)[0], function(parse("the dog runs ."), vocab)[0])
+
+
+def test_subject_baselines_take_sentence_objects():
+    with pytest.raises(TypeError, match="subject_baselines takes Sentence objects, got str"):
+        subject_baselines(["the dog runs ."])  # was "'str' object has no attribute 'subject'"
+    sentences = AgreementGrammar(seed=1).sentences(4)
+    with pytest.raises(TypeError, match="subject_baselines takes Sentence objects, got str"):
+        subject_baselines(sentences, reference=["the dog runs ."])
+    assert subject_baselines(sentences[0]) == subject_baselines(sentences[:1])
 
 
 def test_grammar_rejects_impossible_requests():
@@ -196,6 +230,18 @@ def test_image_to_patches_rejects_bad_input():
         image_to_patches(torch.rand(8, 8), 4)
     with pytest.raises(ValueError, match=r"patch=3.*\(1, 1, 8, 8\)"):
         image_to_patches(torch.rand(1, 1, 8, 8), 3)
+
+
+def test_patches_to_image_refuses_sizes_the_patches_do_not_tile():
+    patches = image_to_patches(torch.rand(2, 1, 8, 8), 4)  # (2, 4, 16): 4 x 4 patches
+    with pytest.raises(ValueError, match=r"patches \(2, 4, 16\) do not tile a \(1, 9, 8\) image"):
+        patches_to_image(patches, 1, 9, 8)  # was a raw reshape error
+    with pytest.raises(ValueError, match=r"do not tile a \(1, 8, 8\) image"):
+        patches_to_image(torch.rand(1, 64, 0), 1, 8, 8)  # no features: was a ZeroDivisionError
+    with pytest.raises(TypeError, match="height must be an integer, got float 8.0"):
+        patches_to_image(patches, 1, 8.0, 8)
+    with pytest.raises(ValueError, match="channels must be an integer >= 1, got 0"):
+        patches_to_image(patches, 0, 8, 8)
 
 
 def test_sample_photo_is_a_real_offline_image():

@@ -395,6 +395,21 @@ def test_a_config_builds_the_same_model_as_its_settings(model_class, config):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize("setting, value, error, words", [
+    ("patch", 0, ValueError, "patch must be an integer >= 1, got 0"),  # was a ZeroDivisionError
+    ("patch", -4, ValueError, "patch must be an integer >= 1, got -4"),
+    ("channels", 0, ValueError, "channels must be an integer >= 1, got 0"),  # was accepted
+    ("n_classes", 0, ValueError, "n_classes must be an integer >= 1, got 0"),  # was accepted
+    ("image_size", 8.0, TypeError, "image_size must be an integer, got float 8.0"),  # was a raw torch error
+])
+@pytest.mark.parametrize("build", ["VisionTransformer", "ViTConfig"])
+def test_vision_transformer_settings_follow_the_one_policy(build, setting, value, error, words):
+    settings = dict(image_size=8, patch=4, channels=1, n_classes=3, d_model=8, n_heads=2, n_layers=1)
+    settings[setting] = value
+    with pytest.raises(error, match=words):
+        {"VisionTransformer": VisionTransformer, "ViTConfig": ViTConfig}[build](**settings)
+
+
 def test_a_config_fills_in_its_defaults_and_rejects_mixing():
     assert TransformerConfig(16, 4).d_ff == 64 and LMConfig(20, 16, 4, 1, 8).d_ff == 64
     assert GRUConfig(20, 16, 1).hidden_size == 16
@@ -429,6 +444,22 @@ def test_inputs_of_the_wrong_kind_are_type_errors():
     gru = GRULanguageModel(20, 8, 1)
     with pytest.raises(TypeError, match="hidden must be a torch.Tensor, got list"):
         gru(torch.zeros(1, 3, dtype=torch.long), [[0.0] * 8])
+
+
+@pytest.mark.parametrize("dtype, fix", [(torch.float64, r"images\.float\(\) or the model with model\.double\(\)"),
+                                        (torch.float16, r"images\.float\(\) or the model with model\.half\(\)")],
+                         ids=["float64", "float16"])
+def test_images_of_another_dtype_than_the_weights_are_a_type_error(dtype, fix):
+    model = VisionTransformer(8, 4, 1, 3, 8, 2, 1)
+    with pytest.raises(TypeError, match=rf"images has dtype {dtype} but the model's weights are torch.float32; "
+                                        rf"convert the input with {fix}"):
+        model(torch.rand(2, 1, 8, 8, dtype=dtype))
+    with pytest.raises(TypeError, match="images has dtype"):
+        model(torch.rand(2, 1, 8, 8, dtype=dtype), return_attention=True)
+    images = torch.rand(2, 1, 8, 8)
+    assert model.double()(images.double()).dtype == torch.float64  # the fix the message names works
+    with pytest.raises(TypeError, match=r"float32 but the model's weights are torch.float64; .*images\.double\(\)"):
+        model(images)
 
 
 def test_a_mean_pooling_classifier_refuses_a_sequence_of_padding_only():

@@ -313,6 +313,27 @@ def test_the_command_writes_the_course_and_refuses_an_unknown_lesson(tmp_path, c
     assert "no lesson '99'" in capsys.readouterr().err
 
 
+def test_a_folder_that_cannot_be_made_is_a_one_line_error_not_a_traceback(tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    # DIR inside a file (like /etc/passwd/x), and DIR that is a file: each was a traceback
+    for directory, why in ((a_file / "course", f"{a_file} is a file, not a folder"),
+                           (a_file, "it is a file, not a folder")):
+        capsys.readouterr()
+        assert main(["nbgrader", "source", str(directory), "--lessons", "06"]) == 1
+        out, err = capsys.readouterr()
+        assert err == f"error: {directory}: cannot be created as a folder: {why}\n", err
+        assert out == ""
+    assert a_file.read_text() == "not a folder"  # left as it was
+    # a file where the course puts a folder of its own: the same one line, naming it
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "exchange").write_text("")
+    assert main(["nbgrader", "source", str(course), "--lessons", "06"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {course / 'exchange'}: cannot be created as a folder") and err.count("\n") == 1, err
+
+
 def test_a_solution_without_a_graded_check_or_difficulty_is_refused():
     cells = [nbformat.v4.new_code_cell("from course_lib.checks import check_add_positions"),
              nbformat.v4.new_markdown_cell("## Exercise\n\n**Difficulty ★☆☆ (1/3)**"),
@@ -345,6 +366,12 @@ def test_the_grader_keeps_the_real_checks_whatever_is_patched_later(monkeypatch)
     with pytest.raises(AssertionError, match="dot products, not cosines"):
         strict(lambda positions: positions @ positions.T)
     assert running.settings is original and original.time_limit is None  # each check's own limit again
-    assert strict(entry.reference).passed
+    def cosines(positions):  # written by hand: the check's own reference now scores 0 when graded
+        unit = positions / positions.norm(dim=-1, keepdim=True)
+        return unit @ unit.T
+
+    assert strict(cosines).passed
+    with pytest.raises(AssertionError, match="0 points: the answer called the check's own reference"):
+        strict(entry.reference)
     with pytest.raises(AssertionError, match="position_similarity"):
         strict(None)

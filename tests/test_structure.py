@@ -9,6 +9,7 @@ static one.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -79,10 +80,16 @@ def _imports(module: str, path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
+@functools.lru_cache(maxsize=1)
+def _read_graph() -> tuple[tuple[str, frozenset[str]], ...]:
     modules = _modules()
     known = set(modules)
-    return {name: _imports(name, path, known) for name, path in modules.items()}
+    return tuple((name, frozenset(_imports(name, path, known))) for name, path in modules.items())
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the course_lib modules it imports (read once per test run; each caller gets its own copy)."""
+    return {name: set(imports) for name, imports in _read_graph()}
 
 
 def test_the_graph_is_read_from_the_code():

@@ -139,14 +139,19 @@ def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), wh
                f"expected {fmt_values(expected)}, got {fmt_values(got)}")
 
 
+def meta_message(label: str) -> str:
+    """What a tensor on the ``meta`` device (a shape, no numbers) gets, wherever a check meets it."""
+    return (f"your answer produced tensors on device 'meta' ({label}), which hold no values: look for "
+            f"device='meta', torch.empty(...) on meta, or torch.set_default_device('meta'); create "
+            f"new tensors with torch.zeros_like(x) or device=x.device")
+
+
 def check_tensor(got: torch.Tensor, expected: torch.Tensor, label: str, what: str = "the output") -> None:
     """Fail on a tensor no comparison can read: on another device (``meta`` holds no values), complex,
     sparse. Each gets a diagnosis rather than an error from deep inside PyTorch."""
     if got.device != expected.device:
         if got.device.type == "meta":
-            raise Fail(f"your answer produced tensors on device 'meta' ({label}), which hold no values: look for "
-                       f"device='meta', torch.empty(...) on meta, or torch.set_default_device('meta'); create "
-                       f"new tensors with torch.zeros_like(x) or device=x.device")
+            raise Fail(meta_message(label))
         raise Fail(f"{what} is on device '{got.device}' ({label}); the inputs are on '{expected.device}': "
                    f"create new tensors with device=x.device (or torch.zeros_like(x))")
     if got.is_complex() and not expected.is_complex():

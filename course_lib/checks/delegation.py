@@ -185,3 +185,58 @@ class Delegation:
 def _is_the(candidate, original) -> bool:
     target = candidate.func if isinstance(candidate, functools.partial) else candidate
     return target is original
+
+
+class ReferenceGuard:
+    """While active, the check's own reference solution of exercise ``name`` counts the calls the learner's
+    code makes to it: through the registry (``registry.get(name).reference``), through a check module's
+    name for it, or through a name the learner imported. ``used`` says whether it was called; grading gives
+    such an answer no points (``course_lib.tools.grading``), a notebook shows a note. Restored on exit."""
+
+    def __init__(self, name: str, candidate):
+        self.name, self.candidate, self.calls = name, candidate, 0
+        self._undo: list[Callable[[], None]] = []
+
+    @property
+    def used(self) -> bool:
+        return self.calls > 0
+
+    def note(self) -> str:
+        return (" — but it called the check's own reference solution, so this line says nothing about your "
+                "answer: write it yourself")
+
+    def __enter__(self) -> ReferenceGuard:
+        from . import registry  # the registry imports nothing of this module: no loop
+
+        entry = registry.REGISTRY.get(self.name)
+        if entry is None:
+            return self
+        original = entry.reference
+        # A reference that is itself one of the exercise's built-ins (course_lib's own causal_mask) is the
+        # built-in's business (``Delegation``: a note); only the registry's way to it counts here.
+        library = any((found := _resolve(path)) is not None and original in (found[0], found[2])  # or its class
+                      for path in entry.builtins)
+        if _is_the(self.candidate, original) and not library:
+            self.calls += 1  # the learner passed the reference itself
+
+        @functools.wraps(original)
+        def counting(*args, **kwargs):
+            if LEARNER_RUNNING[0]:
+                self.calls += 1
+            return original(*args, **kwargs)
+
+        import dataclasses
+
+        registry.REGISTRY[self.name] = dataclasses.replace(entry, reference=counting)
+        self._undo.append(lambda: registry.REGISTRY.__setitem__(self.name, entry))
+        checks = [vars(m) for n, m in list(sys.modules.items()) if n.startswith("course_lib.checks.") and m]
+        for space in ([] if library else checks + _learner_globals(self.candidate)):
+            for key, value in list(space.items()):
+                if value is original and key != self.name:  # not the learner's own function of that name
+                    space[key] = counting
+                    self._undo.append(lambda space=space, key=key: space.__setitem__(key, original))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._undo:
+            self._undo.pop()()

@@ -87,7 +87,7 @@ def _layer_norm_mistakes(x, weight, bias, eps):
 
 
 @check("layer_norm", lesson=LESSON, reference=_layer_norm,
-       builtins=("torch.nn.functional.layer_norm",),
+       builtins=("torch.nn.functional.layer_norm", "torch.layer_norm", "torch.native_layer_norm"),
        pieces="mean and biased variance over dim=-1 with keepdim=True, (x - mean) / torch.sqrt(var + eps), "
               "then * weight + bias")
 def check_layer_norm(candidate) -> str:

@@ -50,7 +50,8 @@ def _random_cell(rng: Inputs, offset: int, D: int, H: int) -> nn.GRUCell:
     return seeded_module(lambda: nn.GRUCell(D, H), seed=rng.seed + offset)
 
 
-@check("rnn_forward", lesson=LESSON, reference=_rnn_forward, time_limit=10.0)
+@check("rnn_forward", lesson=LESSON, reference=_rnn_forward, time_limit=10.0,
+       builtins=("torch._VF.gru",), pieces="the cell, called once per time step, each state fed to the next")
 def check_rnn_forward(candidate) -> str:
     """``rnn_forward(cell: nn.GRUCell, x (batch, time, D), h0 (batch, H)) -> (batch, time, H)``: the state after
     every step, by a loop over time; compared with the same loop and with ``nn.GRU`` holding the cell's weights."""

@@ -66,7 +66,9 @@ def _load_scikit_learn():
     LogisticRegression().fit(np.array([[0.0], [1.0]]), np.array([0, 1]))
 
 
-@check("probe_accuracy", lesson=LESSON, reference=probe_accuracy, time_limit=10.0, warm_up=_load_scikit_learn)
+@check("probe_accuracy", lesson=LESSON, reference=probe_accuracy, time_limit=10.0, warm_up=_load_scikit_learn,
+       builtins=("course_lib.experiments.probes.probe_accuracy",),
+       pieces="a LogisticRegression fitted on the training vectors, scored on the test vectors")
 def check_probe_accuracy(candidate) -> str:
     """``probe_accuracy(train_x (n, d), train_y (n,), test_x (m, d), test_y (m,)) -> float``: fit a linear probe
     on the training vectors and labels, return its accuracy on the test ones."""
@@ -135,7 +137,9 @@ def check_probe_accuracy(candidate) -> str:
 
 # --- nearest_neighbour_accuracy ----------------------------------------------------------------------------------
 
-@check("nearest_neighbour_accuracy", lesson=LESSON, reference=nearest_neighbour_accuracy)
+@check("nearest_neighbour_accuracy", lesson=LESSON, reference=nearest_neighbour_accuracy,
+       builtins=("course_lib.experiments.probes.nearest_neighbour_accuracy",),
+       pieces="the distance to every training vector, the nearest one's label, the fraction right")
 def check_nearest_neighbour_accuracy(candidate) -> str:
     """``nearest_neighbour_accuracy(train_x (n, d), train_y (n,), test_x (m, d), test_y (m,)) -> float``: the share
     of test vectors whose closest training vector (Euclidean) has the same label."""

@@ -27,6 +27,7 @@ class CheckResult:
     passed: bool
     message: str
     implemented: bool = True
+    used_reference: bool = False  # the answer called the check's own reference solution (no points when graded)
 
     def __repr__(self) -> str:
         return f"{'✓' if self.passed else '✗'} {self.name}: {self.message}"

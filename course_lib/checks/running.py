@@ -12,18 +12,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import random
 import signal
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import registry
-from .compare import same
-from .delegation import LEARNER_RUNNING, Delegation
+from .compare import meta_message, same
+from .delegation import LEARNER_RUNNING, Delegation, ReferenceGuard
 from .inputs import CHECK_SEED, fresh_seed
 from .result import (INTEGER_DTYPE, NOT_IMPLEMENTED, CheckResult, Fail, NotImplementedYet, describe_exception,
                      describe_type, first_line, integer_dtype_error)
@@ -50,26 +53,79 @@ class TooSlow(BaseException):
         self.label = ""
 
 
+class _Deadline:
+    """The running check's time limit: ``expired`` once it has passed (``call`` fails a learner's answer that
+    swallowed the alarm), and ``seconds``."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.expired = seconds, False
+
+
+_DEADLINE: list[_Deadline | None] = [None]
+_AGAIN_EVERY = 0.05  # seconds between alarms once the limit has passed
+
+
+def _learner_frame(frame) -> bool:
+    """True for a frame of the learner's code: neither course_lib's nor a library's (whose clean-up must run)."""
+    module = frame.f_globals.get("__name__", "") or ""
+    return not module.split(".")[0] in ("course_lib", "torch", "numpy", "contextlib", "functools", "warnings",
+                                        "threading", "signal", "inspect", "importlib", "_weakrefset", "abc")
+
+
+def _raise_in_learner_code(seconds: float):
+    """A trace function that raises ``TooSlow`` at the next line the learner's code runs: inside the
+    ``except:`` that swallowed the alarm, so the exception leaves that handler. Python unsets a trace function
+    that raised, so every alarm (each 50 ms past the limit) sets it again."""
+
+    def trace(frame, event, arg):
+        if event == "line" and LEARNER_RUNNING[0] and _learner_frame(frame):
+            raise TooSlow(seconds)
+        return trace
+
+    return trace
+
+
 @contextlib.contextmanager
 def time_limited(seconds: float | None):
-    """Raise ``TooSlow`` in the block after ``seconds`` (SIGALRM): only where the platform has
-    ``signal.setitimer`` and only in the main thread; elsewhere (Windows, a worker thread) no limit.
-    The previous SIGALRM handler, and a previous timer with its remaining time, are restored."""
+    """Raise ``TooSlow`` in the block after ``seconds`` (SIGALRM), and again every 50 ms in the learner's code
+    until it leaves it: a bare ``except:`` or ``except BaseException:`` cannot keep it running. ``call`` also
+    fails an answer that returned after the limit. Only where the platform has ``signal.setitimer`` and in
+    the main thread; elsewhere (Windows, a worker thread) no limit. One long C operation (a huge matrix
+    product) cannot be interrupted: it is reported when it ends. The previous SIGALRM handler, a previous
+    timer with its remaining time, and the previous trace function are restored."""
     if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         yield
         return
+    deadline = _Deadline(seconds)
+    previous_trace = sys.gettrace()
 
     def on_alarm(signum, frame):
-        raise TooSlow(seconds)
+        first, deadline.expired = not deadline.expired, True
+        if not LEARNER_RUNNING[0]:
+            if first:  # the check's own code ran past the limit: stop it once
+                raise TooSlow(seconds)
+            return  # the check is unwinding after the learner's code stopped: let its clean-up run
+        trace = _raise_in_learner_code(seconds)
+        sys.settrace(trace)  # frames the learner's code starts from now on
+        learner = frame is not None and _learner_frame(frame)
+        while frame is not None:  # and the frames running now
+            if _learner_frame(frame):
+                frame.f_trace, frame.f_trace_lines = trace, True
+            frame = frame.f_back
+        if first or learner:
+            raise TooSlow(seconds)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds, _AGAIN_EVERY)
     start = time.monotonic()
+    outer, _DEADLINE[0] = _DEADLINE[0], deadline
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        sys.settrace(previous_trace)
+        _DEADLINE[0] = outer
         if old_delay > 0:  # someone else's alarm was pending: let it ring when it would have
             remaining = max(old_delay - (time.monotonic() - start), 1e-3)
             signal.setitimer(signal.ITIMER_REAL, remaining, old_interval)
@@ -102,6 +158,10 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
                     raise Fail(f"expected your function {name} itself (e.g. check_{name}({name})), "
                                f"got {describe_type(candidate)}", about_inputs=False)
                 with contextlib.ExitStack() as stack:
+                    # The notebook's world comes back as it was, whatever the check or the answer did to it:
+                    # random states, threads, default dtype and device, gradient mode.
+                    stack.enter_context(_world_kept())
+                    stack.enter_context(torch.random.fork_rng(devices=[]))
                     # A learner's deprecation warning would bury the one line; the result says what matters.
                     stack.enter_context(warnings.catch_warnings())
                     warnings.simplefilter("ignore")
@@ -116,9 +176,13 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
                     if pending_warm_up:
                         with contextlib.suppress(Exception):
                             pending_warm_up.pop()()
+                    # The guard first: it must see the built-ins as they are, before Delegation wraps them.
+                    guard = stack.enter_context(ReferenceGuard(name, candidate))
                     delegation = stack.enter_context(Delegation(entry_builtins, candidate))
                     stack.enter_context(time_limited(limit))
                     message = body(candidate)
+                if guard.used:
+                    return CheckResult(name, True, message + guard.note(), used_reference=True)
                 note = delegation.note(pieces)
                 return CheckResult(name, True, message + note)
             except NotImplementedYet:
@@ -155,10 +219,16 @@ def _default_dtype(dtype: torch.dtype):
 
 
 def call(candidate: Callable, args: Sequence, names: Sequence[str], label: str, inplace_ok: bool = False):
-    """Call ``candidate(*args)``, turning its failures into ``Fail`` and spotting inputs changed in place."""
-    before = [a.detach().clone() if isinstance(a, torch.Tensor) else None for a in args]
+    """Call ``candidate(*args)``, turning its failures into ``Fail`` and spotting inputs changed in place.
+
+    What comes back is plain: a tensor subclass becomes a plain tensor, an ``int``/``float`` subclass a plain
+    number (in tuples and lists too), so an answer cannot lie to the comparisons that follow. Whatever the
+    answer changed of PyTorch's global state (default dtype, gradients, threads, random numbers) is put
+    back before the check goes on."""
+    before = [a.detach().clone() if isinstance(a, torch.Tensor) else a.copy() if isinstance(a, np.ndarray) else None
+              for a in args]
     # fork_rng: a learner's random numbers inside the call must not shift the notebook's seeded ones.
-    with warnings.catch_warnings(record=True) as caught, torch.random.fork_rng(devices=[]):
+    with warnings.catch_warnings(record=True) as caught, torch.random.fork_rng(devices=[]), _world_kept():
         warnings.simplefilter("always")
         warn_always = torch.is_warn_always_enabled()
         torch.set_warn_always(True)  # PyTorch's warn-once warnings (`x.T` on a batch) every time, not once a session
@@ -182,12 +252,76 @@ def call(candidate: Callable, args: Sequence, names: Sequence[str], label: str, 
         finally:
             LEARNER_RUNNING[0] = False
             torch.set_warn_always(warn_always)
+    deadline = _DEADLINE[0]
+    if deadline is not None and deadline.expired:  # it swallowed the alarm and carried on: still too slow
+        slow = TooSlow(deadline.seconds)
+        slow.label = label
+        raise slow
     if not inplace_ok:
         for name, old, new in zip(names, before, args):
-            if old is not None and not same(old, new.detach()):
+            if isinstance(old, np.ndarray) and not _same_array(old, new):
+                raise Fail(f"changes its input `{name}` in place ({label}): build a new array instead "
+                           f"(write `y = x + ...`, not `x += ...`, `x[...] = ...` or `np.random.shuffle(x)`)")
+            if isinstance(old, torch.Tensor) and not same(old, new.detach()):
                 raise Fail(f"changes its input `{name}` in place ({label}): build a new tensor instead "
                            f"(write `y = x + ...`, not `x += ...` or `x[...] = ...`)")
-    return result
+    if any(isinstance(part, torch.Tensor) and part.device.type == "meta" for part in _parts(result)):
+        raise Fail(meta_message(label))
+    return plain(result)
+
+
+def _parts(value) -> list:
+    """``value`` and, for a tuple or list, its items (one level: what a check compares)."""
+    return [value, *value] if type(value) in (tuple, list) else [value]
+
+
+def _same_array(old: np.ndarray, new) -> bool:
+    if not isinstance(new, np.ndarray) or new.shape != old.shape:
+        return False
+    try:
+        return bool(np.array_equal(old, new, equal_nan=True))
+    except TypeError:  # strings, objects: no NaN to speak of
+        return bool(np.array_equal(old, new))
+
+
+def plain(value):
+    """``value`` with every tensor subclass made a plain ``torch.Tensor`` (the same data, without the subclass's
+    methods), every ``int``/``float`` subclass a plain number, through tuples and lists: what a check compares
+    can then not answer ``True`` to everything. ``nn.Parameter`` and modules are left as they are."""
+    if isinstance(value, torch.Tensor) and type(value) not in (torch.Tensor, torch.nn.Parameter):
+        with torch._C.DisableTorchFunctionSubclass():
+            return torch.Tensor.as_subclass(value, torch.Tensor)
+    if isinstance(value, bool):
+        return value if type(value) is bool else bool(int.__int__(value))
+    if isinstance(value, int) and type(value) is not int:
+        return int.__int__(value)
+    if isinstance(value, float) and type(value) is not float:
+        return float.__float__(value)
+    if type(value) in (tuple, list):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple: its fields, made plain
+        return type(value)(*(plain(v) for v in value))
+    return value
+
+
+@contextlib.contextmanager
+def _world_kept():
+    """Put back what the learner's code may change of the process: PyTorch's default dtype and device,
+    gradient mode, thread count, and Python's and NumPy's random state (PyTorch's is ``fork_rng``'s)."""
+    dtype, grad, threads = torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads()
+    device = torch.get_default_device()
+    python_random, numpy_random = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        if torch.get_default_device() != device:  # None: no device context, PyTorch's fast default
+            torch.set_default_device(None if device.type == "cpu" else device)
+        torch.set_default_dtype(dtype)
+        torch.set_grad_enabled(grad)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        random.setstate(python_random)
+        np.random.set_state(numpy_random)
 
 
 def _own_code(candidate) -> set:

@@ -300,6 +300,7 @@ def head_scores(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary) 
 
 def ablation_effects(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary) -> torch.Tensor:
     """Agreement accuracy with each head silenced in turn: ``(layers, heads)``."""
+    sentences = require_sentences(sentences, "ablation_effects")  # a list: read once per head
     modules = attention_modules(model)
     effects = torch.zeros(len(modules), modules[0].n_heads)
     for layer, module in enumerate(modules):

@@ -373,28 +373,48 @@ def is_grammatical(tokens, max_modifiers: int = 3) -> bool:
     return parse(tokens, max_modifiers) is not None
 
 
+HOW_TO_GET_SENTENCES = ("make them with AgreementGrammar(seed).sentences(n) or agreement_corpus(n_train, n_test), "
+                        "or read a text with parse(text)")
+
+
 def require_sentences(sentences, caller: str) -> list[Sentence]:
-    """``sentences`` as a non-empty list of ``Sentence`` (one ``Sentence`` is a list of one); otherwise a
-    clear error naming ``caller``."""
+    """``sentences`` as a non-empty list of ``Sentence`` (one ``Sentence`` is a list of one; any iterable is read
+    once); otherwise a clear error naming ``caller``: a TypeError for anything but Sentence objects (a text, a list
+    of words), saying how to get them, a ValueError for none. Every public function that takes the grammar's
+    sentences checks them here."""
     if isinstance(sentences, Sentence):
-        sentences = [sentences]
-    sentences = list(sentences)
-    if not sentences:
-        raise ValueError(f"{caller} needs at least one sentence")
-    bad = next((s for s in sentences if not isinstance(s, Sentence)), None)
+        return [sentences]
+    if isinstance(sentences, (str, bytes)):  # one text, not a list of sentences
+        bad = sentences
+    else:
+        try:
+            sentences = list(sentences)
+        except TypeError:
+            raise TypeError(f"{caller} takes a list of Sentence objects, got {type(sentences).__name__} "
+                            f"{_short(sentences)}; {HOW_TO_GET_SENTENCES}") from None
+        if not sentences:
+            raise ValueError(f"{caller} needs at least one sentence, got none")
+        bad = next((s for s in sentences if not isinstance(s, Sentence)), None)
     if bad is not None:
-        raise TypeError(f"{caller} needs course_lib.experiments.grammar.Sentence objects (from AgreementGrammar), "
-                        f"got {type(bad).__name__}")
+        raise TypeError(f"{caller} takes Sentence objects, got {type(bad).__name__} {_short(bad)}; "
+                        f"{HOW_TO_GET_SENTENCES}")
     return sentences
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def encode_sentences(sentences: list[Sentence], vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
     """Sentences -> ``(ids (batch, time), lengths (batch,))``, padded with ``<pad>``."""
+    sentences = require_sentences(sentences, "encode_sentences")
     return pad_batch([vocab.encode(s.tokens) for s in sentences], vocab.pad_id)
 
 
 def verb_ids(sentences: list[Sentence], vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
     """The ids of each sentence's correct verb and of its wrong-number form: two ``(batch,)`` tensors."""
+    sentences = require_sentences(sentences, "verb_ids")
     right = torch.tensor([vocab.word_to_id[s.tokens[s.verb]] for s in sentences])
     wrong = torch.tensor([vocab.word_to_id[s.wrong_verb] for s in sentences])
     return right, wrong
@@ -411,9 +431,9 @@ def subject_baselines(sentences: list[Sentence], reference: list[Sentence] | Non
     ``nearest_noun_before_verb``: the last noun before the main verb.
     A head that finds the subject far more often than these has learned the relation, not a position.
     """
-    if not sentences:
-        raise ValueError("subject_baselines needs at least one sentence")
-    counts = Counter(s.subject for s in (reference or sentences))
+    sentences = require_sentences(sentences, "subject_baselines")
+    reference = require_sentences(reference, "subject_baselines") if reference else sentences  # None, []: sentences
+    counts = Counter(s.subject for s in reference)
     common = counts.most_common(1)[0][0]
     n = len(sentences)
     return {

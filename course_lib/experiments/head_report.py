@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from course_lib.experiments.analysis import ablation_effects, agreement_accuracy, head_scores
-from course_lib.experiments.grammar import Sentence, subject_baselines
+from course_lib.experiments.grammar import Sentence, require_sentences, subject_baselines
 from course_lib.experiments.vocab import Vocabulary
 
 SCORES = {"previous_token": "previous-token", "neighbour": "neighbour", "verb_to_subject": "verb->subject",
@@ -118,8 +118,8 @@ def head_report(model: torch.nn.Module, sentences: list[Sentence], vocab: Vocabu
     Uses ``course_lib.experiments.analysis``: ``head_scores`` for the attention scores, ``ablation_effects`` for the
     accuracy with each head silenced, ``agreement_accuracy`` for the intact model.
     """
-    sentences = [sentences] if isinstance(sentences, Sentence) else list(sentences)
-    scores = head_scores(model, sentences, vocab)  # checks the sentences
+    sentences = require_sentences(sentences, "head_report")
+    scores = head_scores(model, sentences, vocab)
     ablated = ablation_effects(model, sentences, vocab)
     return HeadReport(previous_token=scores["previous_token"].cpu().double().numpy(),
                       neighbour=scores["neighbour"].cpu().double().numpy(),

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.validation import (broadcast_shape, require_flag, require_floating, require_int, require_nonempty,
-                                   require_number, require_rank, require_sequence, require_tensor, shape_str)
+                                   require_number, require_rank, require_sequence, require_tensor,
+                                   require_weights_dtype, shape_str)
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -153,11 +154,13 @@ def require_heads(d_model, n_heads) -> tuple[int, int]:
     return d_model, n_heads
 
 
-def check_layer_input(x, mask, d_model: int, n_heads: int) -> None:
+def check_layer_input(x, mask, d_model: int, n_heads: int, dtype: torch.dtype | None = None) -> None:
     """The input checks of ``MultiHeadAttention``, ``TransformerBlock`` and ``TransformerStack``, in one place:
-    x a float ``(batch, time, d_model)`` tensor; mask None or a bool mask broadcastable to
+    x a float ``(batch, time, d_model)`` tensor of ``dtype``, the dtype of the layer's weights
+    (``weights_dtype(layer)``; None: not checked); mask None or a bool mask broadcastable to
     ``(batch, heads, query, key)`` that leaves every query a key."""
     require_sequence(x, "x", d_model)
+    require_weights_dtype(x, "x", dtype)  # the dtypes only: no device sync
     if mask is not None:
         B, T, _ = x.shape
         check_mask(mask, (B, n_heads, T, T))
@@ -191,7 +194,7 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, need_weights: bool = True, *,
                 check: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         if check:
-            check_layer_input(x, mask, self.d_model, self.n_heads)
+            check_layer_input(x, mask, self.d_model, self.n_heads, self.q_proj.weight.dtype)
         if mask is not None and mask.dim() < 2:  # (key,) or 0-d: PyTorch's fused kernel wants at least (query, key)
             mask = mask.reshape((1,) * (2 - mask.dim()) + tuple(mask.shape))
 

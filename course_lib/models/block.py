@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from course_lib.models.attention import MultiHeadAttention, check_layer_input, require_heads
-from course_lib.validation import config_from, require_flag, require_int, require_number, settings_signature
+from course_lib.validation import (config_from, require_flag, require_int, require_number, settings_signature,
+                                   weights_dtype)
 
 
 @dataclass
@@ -100,7 +101,7 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False, *,
                 check: bool = True):
         if check:
-            check_layer_input(x, mask, self.attn.d_model, self.attn.n_heads)
+            check_layer_input(x, mask, self.attn.d_model, self.attn.n_heads, weights_dtype(self))
         # the block checked x and mask (or its parent did): the attention need not look again
         attended, weights = self.attn(self.ln1(x), mask, need_weights=return_attention, check=False)  # (B, T, D)
         if self.residual:
@@ -164,7 +165,7 @@ class TransformerStack(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False, *,
                 check: bool = True):
         if check:
-            check_layer_input(x, mask, self.d_model, self.config.n_heads)
+            check_layer_input(x, mask, self.d_model, self.config.n_heads, weights_dtype(self))
         attention = []
         for block in self.blocks:
             if return_attention:

@@ -16,7 +16,7 @@ from course_lib.models.block import TransformerConfig, TransformerStack, init_we
 from course_lib.models.classifier import POOLINGS, pool
 from course_lib.models.positions import LearnedPositions
 from course_lib.validation import (config_from, require_choice, require_floating, require_int, require_rank,
-                                   settings_signature, shape_str)
+                                   require_weights_dtype, settings_signature, shape_str)
 
 
 @dataclass
@@ -75,7 +75,8 @@ def patches_to_image(patches: torch.Tensor, channels: int, height: int, width: i
     height, width = require_int(height, "height", minimum=1), require_int(width, "width", minimum=1)
     B, N, F_ = patches.shape
     patch = math.isqrt(F_ // channels)
-    if channels * patch * patch != F_ or N != (height // max(patch, 1)) * (width // max(patch, 1)):
+    if (patch < 1 or channels * patch * patch != F_ or height % patch or width % patch
+            or N != (height // patch) * (width // patch)):
         raise ValueError(f"patches {shape_str(patches.shape)} do not tile a ({channels}, {height}, {width}) image")
     grid = patches.reshape(B, height // patch, width // patch, channels, patch, patch)
     return grid.permute(0, 3, 1, 4, 2, 5).reshape(B, channels, height, width)
@@ -117,6 +118,7 @@ class VisionTransformer(nn.Module):
         if tuple(images.shape[1:]) != expected:
             raise ValueError(f"images must have shape (batch, {', '.join(map(str, expected))}), "
                              f"got {shape_str(images.shape)}")
+        require_weights_dtype(images, "images", self.patch_embed.weight.dtype)  # the dtypes only: no device sync
         x = self.patch_embed(image_to_patches(images, self.patch))  # (B, n_patches, d_model)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(len(x), -1, -1), x], dim=1)  # (B, 1 + n_patches, d_model)

@@ -47,6 +47,9 @@ class Grader:
                                      f"the submission interfered with the grader")
             if result.name != name or not result.passed:
                 raise AssertionError(str(result))
+            if result.used_reference:
+                raise AssertionError(f"{name}: 0 points: the answer called the check's own reference solution "
+                                     f"instead of computing the answer itself")
             return result
 
         self.grade = grade

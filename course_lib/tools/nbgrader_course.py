@@ -25,6 +25,7 @@ Then, in DIR: ``nbgrader generate_assignment <lesson>``, ``nbgrader autograde <l
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 import secrets
@@ -195,9 +196,11 @@ def write_course(directory: Path, solutions: Path, lessons: list[str] | None = N
 
     by_lesson = registry.exercises()
     chosen = list(by_lesson) if not lessons else [_lesson_named(name, by_lesson) for name in lessons]
-    directory.mkdir(parents=True, exist_ok=True)
+    _make_folder(directory)
+    _make_folder(directory / "exchange")  # before any notebook is written: a file in its way stops nothing halfway
     config = directory / "nbgrader_config.py"
-    grader = read_grader_name(config) or f"_course_grader_{secrets.token_hex(8)}"
+    with _os_errors(config, "cannot be read"):
+        grader = read_grader_name(config) or f"_course_grader_{secrets.token_hex(8)}"
     written = []
     for lesson in chosen:
         path = solutions / f"{lesson}.ipynb"
@@ -207,12 +210,37 @@ def write_course(directory: Path, solutions: Path, lessons: list[str] | None = N
             continue
         notebook = source_notebook(nbformat.read(path, as_version=4), lesson, by_lesson[lesson], grader)
         target = directory / "source" / lesson / f"{lesson}.ipynb"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, target)
+        _make_folder(target.parent)
+        with _os_errors(target, "cannot be written"):
+            nbformat.write(notebook, target)
         written.append(target)
-    config.write_text(CONFIG.format(grader=grader, course_id=course_id, timeout=timeout), encoding="utf-8")
-    (directory / "exchange").mkdir(exist_ok=True)
+    with _os_errors(config, "cannot be written"):
+        config.write_text(CONFIG.format(grader=grader, course_id=course_id, timeout=timeout), encoding="utf-8")
     return written
+
+
+@contextlib.contextmanager
+def _os_errors(path: Path, what: str):
+    """An OSError inside (a file in the way, no permission, a full disk) as a BuildError naming ``path``: the
+    command prints one line, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise BuildError(f"{path}: {what} ({error.strerror or type(error).__name__})") from None
+
+
+def _make_folder(path: Path) -> None:
+    """``path`` as a folder, with its parents (an existing folder is fine); a BuildError, not an OSError, where a
+    file stands in the way or the folder cannot be made."""
+    if path.is_dir():
+        return
+    if path.exists() or path.is_symlink():
+        raise BuildError(f"{path}: cannot be created as a folder: it is a file, not a folder")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise BuildError(f"{path}: cannot be created as a folder: {blocking} is a file, not a folder")
+    with _os_errors(path, "cannot be created as a folder"):
+        path.mkdir(parents=True, exist_ok=True)
 
 
 def _lesson_named(name: str, by_lesson: dict) -> str:
@@ -229,6 +257,9 @@ def run(args) -> int:
                                args.timeout)
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # one not foreseen above: still one line, not a traceback
+        print(f"error: {error.filename or args.directory}: {error.strerror or error}", file=sys.stderr)
         return 1
     for path in written:
         print(f"wrote {path}")
