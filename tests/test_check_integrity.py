@@ -203,3 +203,59 @@ def test_a_numpy_input_changed_in_place_is_named():
 
     result = check_probe_accuracy(shuffling)
     assert not result.passed and "changes its input `train_y` in place" in result.message, result
+
+
+# --- grading: each answer's check runs in a forked copy of the grading kernel --------------------------------------
+
+def _right_softmax(scores):
+    return _own_softmax(scores)
+
+
+def _graded(answer):
+    grader = Grader()
+    start = time.monotonic()
+    try:
+        result = grader.strict("softmax")(answer)
+        return True, str(result), time.monotonic() - start
+    except AssertionError as failed:
+        return False, str(failed), time.monotonic() - start
+
+
+def test_grading_an_answer_that_calls_os_exit_costs_that_exercise_only():
+    import os
+
+    passed, line, _ = _graded(lambda scores: os._exit(3))
+    assert not passed and "ended the process (exit code 3" in line
+    assert _graded(_right_softmax)[0]  # and this process, the grading kernel, goes on
+
+
+def test_grading_a_loop_nested_in_swallowing_excepts_is_killed():
+    def softmax(scores):
+        while True:
+            try:
+                try:
+                    while True:
+                        time.sleep(0.01)
+                except BaseException:
+                    pass
+            except BaseException:
+                pass
+
+    passed, line, took = _graded(softmax)
+    limit = registry.get("softmax").time_limit
+    assert not passed and ("took longer than" in line) and took < limit + 6, (line, took)
+
+
+def test_grading_throws_a_flood_of_output_away_and_judges_the_answer():
+    import contextlib
+    import io
+
+    def softmax(scores):
+        print("x" * 50_000_000)
+        return _own_softmax(scores)
+
+    seen = io.StringIO()
+    with contextlib.redirect_stdout(seen):
+        passed, line, _ = _graded(softmax)
+    assert passed, line
+    assert len(seen.getvalue()) < 10_000

@@ -1,9 +1,10 @@
 """Grading a class with nbgrader: `python -m course_lib nbgrader source`, then nbgrader's own commands on
 fixture submissions, each score asserted.
 
-Lesson 06 is graded for six students: a correct one, one with a classic mistake in every exercise, one
-whose answer hangs, one whose answer crashes, one whose notebook is not a notebook, and one that
-overrides the checks and edits the test cells. Lesson 01's assignment is generated and released too
+Lesson 06 is graded for seven students: a correct one, one with a classic mistake in every exercise, one
+whose answer hangs, one whose answer crashes, one whose answers call os._exit, print 50 MB and call the
+check's own reference, one whose notebook is not a notebook, and one that overrides the checks and edits
+the test cells. Lesson 01's assignment is generated and released too
 (grading it again would only repeat the same machinery at a cost in test time).
 
 Without nbgrader (requirements-instructor.txt), those tests skip, saying so; the fast tests of the
@@ -36,7 +37,7 @@ NO_NBGRADER = "instructor packages not installed: pip install -r requirements-in
 ROOT = Path(__file__).resolve().parent.parent
 CELL_TIMEOUT = 15  # the test's per-cell limit: the hanging student costs this once
 
-# Lesson 06 is graded for six students; lesson 01 is generated and released. A lesson that gains an
+# Lesson 06 is graded for seven students; lesson 01 is generated and released. A lesson that gains an
 # exercise stays covered: the correct student's answers come from the source notebook, points from its cells.
 FULL, SHORT = "06_positions", "01_inputs_as_numbers"
 MISTAKES = {
@@ -154,13 +155,23 @@ def graded(tmp_path_factory):
     submit(course, FULL, "hanging", right, before={HANGS: "import time\nwhile True:\n    time.sleep(0.05)\n"})
     submit(course, FULL, "crashing", right, before={CRASHES: "raise RuntimeError('a bug in my cell')\n"},
            delete_test=DELETED)
+    submit(course, FULL, "sabotaging", {
+        # os._exit inside the answer: only the check's forked copy ends, not the grading kernel
+        "sinusoidal_positions": "import os\ndef sinusoidal_positions(*args, **kwargs):\n    os._exit(1)\n",
+        # 50 MB of output, then the right answer: the output is thrown away, the answer judged
+        "add_positions": right["add_positions"] + "\n_real_add_positions = add_positions\n"
+                         "def add_positions(*args, **kwargs):\n    print('x' * 50_000_000)\n"
+                         "    return _real_add_positions(*args, **kwargs)\n",
+        # the check's own reference, through the registry: no points
+        "position_similarity": "from course_lib.checks import registry\ndef position_similarity(*args, **kwargs):\n"
+                               "    return registry.get('position_similarity').reference(*args, **kwargs)\n"})
     submit(course, FULL, "malformed", raw='{"cells": [ this is half a notebook')
     submit(course, FULL, "overriding", {name: f"def {name}(*args, **kwargs):\n    return None\n" for name in right},
            extra_cell=OVERRIDE, edit_tests=True)
 
     clock = time.monotonic()
     logs = {FULL: nbgrader(course, "autograde", FULL, "--force", timeout=900)}
-    lap("autograde (6 submissions)")
+    lap("autograde (7 submissions)")
     feedback = nbgrader(course, "generate_feedback", FULL, "--force")
     assert feedback.returncode == 0, feedback.stdout + feedback.stderr
     lap("generate_feedback")
@@ -268,6 +279,18 @@ def test_a_crash_loses_only_its_own_exercise(graded):
     assert len(test) == 1 and "✓ position_similarity" in json.dumps(test[0].outputs, ensure_ascii=False)
 
 
+def test_an_exit_a_flood_and_a_call_of_the_reference_cost_only_their_own_exercises(graded):
+    course, grades, _, points_of, _ = graded
+    total = sum(points_of[FULL].values())
+    lost = points_of[FULL]["sinusoidal_positions"] + points_of[FULL]["position_similarity"]
+    assert score(grades, FULL, "sabotaging") == (total - lost, total)
+    text = feedback(course, FULL, "sabotaging")
+    assert "sinusoidal_positions: the answer ended the process" in text
+    assert "position_similarity: 0 points: the answer called the check&#39;s own reference" in text \
+        or "position_similarity: 0 points: the answer called the check's own reference" in text
+    assert len(text) < 2_000_000  # the 50 MB print was not kept
+
+
 def test_a_malformed_notebook_scores_zero_and_the_others_are_still_graded(graded):
     course, grades, logs, points_of, _ = graded
     assert score(grades, FULL, "malformed") == (0.0, sum(points_of[FULL].values()))
@@ -365,7 +388,8 @@ def test_the_grader_keeps_the_real_checks_whatever_is_patched_later(monkeypatch)
     strict = grader.strict("position_similarity")
     with pytest.raises(AssertionError, match="dot products, not cosines"):
         strict(lambda positions: positions @ positions.T)
-    assert running.settings is original and original.time_limit is None  # each check's own limit again
+    # The check ran with its own limit in the grader's forked copy; this process keeps what the submission set.
+    assert running.settings.time_limit == 0
     def cosines(positions):  # written by hand: the check's own reference now scores 0 when graded
         unit = positions / positions.norm(dim=-1, keepdim=True)
         return unit @ unit.T

@@ -15,6 +15,11 @@ settings (a student cannot switch the time limit off), and accepts only a real, 
 anything else raises ``AssertionError`` with the check's one line, which nbgrader scores as 0 points for
 that test cell alone.
 
+Each check runs in a forked copy of the grading kernel (``run_apart``, where the platform can fork): an answer
+that calls ``os._exit``, hangs in C or inside ``except:`` blocks, or prints without end costs only its own
+exercise. The copy sends back plain data (the result's fields, as JSON), is killed past the check's time
+limit, and its output is thrown away.
+
 What this does not stop: student code runs in the grader's process with the grader's rights. A
 submission written to attack the grader itself (patching PyTorch, reading every object in memory) can
 still fool it, or delete files. Grade inside a throwaway copy or container, or on a hub where each
@@ -22,6 +27,16 @@ student is a Unix user (docs/instructor-guide.md, "The trust model").
 """
 
 from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+MAX_VERDICT_BYTES = 1 << 16  # a result's one line, with room to spare; anything longer is cut
 
 
 class Grader:
@@ -34,17 +49,30 @@ class Grader:
         from course_lib.checks import registry, running  # importing the package registers every lesson's checks
 
         checks = {name: entry.check for name, entry in registry.REGISTRY.items()}
+        limits = {name: entry.time_limit for name, entry in registry.REGISTRY.items()}
         result_type, settings, core = running.CheckResult, running.settings, running
 
-        def grade(name: str, candidate):
-            if name not in checks:
-                raise KeyError(f"no exercise {name!r}; the grader knows: {', '.join(checks)}")
+        def judged(name: str, candidate) -> dict:
+            """The check's verdict as plain data (run in the forked copy, where there is one)."""
             core.settings = settings  # each check's own time limit, whatever the submission set or replaced
             settings.time_limit = None
             result = checks[name](candidate)
             if type(result) is not result_type:
-                raise AssertionError(f"{name}: the check did not return a result (got {type(result).__name__}); "
+                return {"interfered": type(result).__name__}
+            return {"name": str.__str__(result.name), "passed": result.passed is True,
+                    "message": str.__str__(result.message), "used_reference": result.used_reference is True}
+
+        def grade(name: str, candidate):
+            if name not in checks:
+                raise KeyError(f"no exercise {name!r}; the grader knows: {', '.join(checks)}")
+            verdict = run_apart(lambda: judged(name, candidate), seconds=limits[name] + 3.0)
+            if "ended" in verdict:
+                raise AssertionError(f"{name}: the answer {verdict['ended']}, so it could not be checked")
+            if "interfered" in verdict:
+                raise AssertionError(f"{name}: the check did not return a result (got {verdict['interfered']}); "
                                      f"the submission interfered with the grader")
+            result = result_type(verdict["name"], verdict["passed"], verdict["message"],
+                                 used_reference=verdict["used_reference"])
             if result.name != name or not result.passed:
                 raise AssertionError(str(result))
             if result.used_reference:
@@ -67,3 +95,53 @@ class Grader:
 
     def __repr__(self) -> str:
         return f"<course_lib grader: {len(self.exercises)} exercises>"
+
+
+def run_apart(work: Callable[[], dict], seconds: float) -> dict:
+    """``work()`` (returning JSON-able plain data) in a forked copy of this process, killed after ``seconds``;
+    its own output is thrown away. Returns what it returned, or ``{"ended": "<how it ended>"}`` when it died,
+    exited or ran out of time. Where the platform cannot fork (Windows), ``work()`` runs here."""
+    if not hasattr(os, "fork"):
+        return work()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the copy: run, send plain data, leave without running anything of the kernel's
+        try:
+            os.close(reader)
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            sys.stdout = sys.stderr = open(os.devnull, "w")
+            payload = json.dumps(work())
+        except BaseException as error:  # noqa: BLE001 - whatever happens here is reported, never raised
+            payload = json.dumps({"ended": f"stopped the check ({type(error).__name__})"})
+        try:
+            os.write(writer, payload.encode()[:MAX_VERDICT_BYTES])
+        finally:
+            os._exit(0)
+    os.close(writer)
+    received, deadline = b"", time.monotonic() + seconds
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {"ended": f"took longer than {seconds:g} s (the grader stopped it)"}
+            ready, _, _ = select.select([reader], [], [], left)
+            if ready:
+                chunk = os.read(reader, MAX_VERDICT_BYTES)
+                if not chunk:
+                    break
+                received += chunk
+    finally:
+        os.close(reader)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _, status = os.waitpid(pid, 0)
+    try:
+        return json.loads(received.decode())
+    except ValueError:
+        if os.WIFEXITED(status):
+            return {"ended": f"ended the process (exit code {os.WEXITSTATUS(status)}, e.g. os._exit or sys.exit)"}
+        return {"ended": f"ended the process (signal {os.WTERMSIG(status) if os.WIFSIGNALED(status) else '?'})"}
