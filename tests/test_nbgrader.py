@@ -156,6 +156,7 @@ def graded(tmp_path_factory):
     submit(course, FULL, "crashing", right, before={CRASHES: "raise RuntimeError('a bug in my cell')\n"},
            delete_test=DELETED)
     submit(course, FULL, "sabotaging", {
+        **right,  # every other exercise answered right
         # os._exit inside the answer: only the check's forked copy ends, not the grading kernel
         "sinusoidal_positions": "import os\ndef sinusoidal_positions(*args, **kwargs):\n    os._exit(1)\n",
         # 50 MB of output, then the right answer: the output is thrown away, the answer judged
