@@ -259,3 +259,23 @@ def test_grading_throws_a_flood_of_output_away_and_judges_the_answer():
         passed, line, _ = _graded(softmax)
     assert passed, line
     assert len(seen.getvalue()) < 10_000
+
+
+def test_grading_uses_the_real_helpers_whatever_the_submission_patched(monkeypatch):
+    import course_lib.checks.compare as compare_module
+    import course_lib.checks.lesson03_attention_by_hand as lesson03
+
+    grader = Grader()  # as the grading kernel does, before any student code
+
+    def wrong_softmax(scores):
+        return scores.exp()  # no division by the sum
+
+    # The submission's patches: every comparison passes, the built-in comparison lies too.
+    monkeypatch.setattr(lesson03, "compare", lambda *args, **kwargs: None)
+    monkeypatch.setattr(compare_module, "compare", lambda *args, **kwargs: None)
+    monkeypatch.setattr(torch, "allclose", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.Tensor, "allclose", lambda *args, **kwargs: True)
+    assert check_softmax(wrong_softmax).passed  # in the patched process the check is fooled
+    with pytest.raises(AssertionError, match="softmax"):
+        grader.strict("softmax")(wrong_softmax)  # the grader's copy runs with the real helpers
+    assert torch.allclose(torch.zeros(1), torch.ones(1)) is True  # and the submission's kernel keeps its own

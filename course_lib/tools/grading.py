@@ -37,6 +37,11 @@ import time
 from collections.abc import Callable
 
 MAX_VERDICT_BYTES = 1 << 16  # a result's one line, with room to spare; anything longer is cut
+# Taken when the grading kernel starts, before any student code: a submission that replaces os._exit cannot keep
+# the forked copy running the kernel's code.
+_fork, _pipe, _write, _read, _close, _exit, _dup2, _open, _kill, _waitpid = (
+    getattr(os, "fork", None), os.pipe, os.write, os.read, os.close, os._exit, os.dup2, os.open, os.kill, os.waitpid)
+_dumps, _loads, _select, _monotonic = json.dumps, json.loads, select.select, time.monotonic
 
 
 class Grader:
@@ -51,9 +56,12 @@ class Grader:
         checks = {name: entry.check for name, entry in registry.REGISTRY.items()}
         limits = {name: entry.time_limit for name, entry in registry.REGISTRY.items()}
         result_type, settings, core = running.CheckResult, running.settings, running
+        pristine = Namespaces()  # course_lib's, PyTorch's and NumPy's names, before any student code
 
         def judged(name: str, candidate) -> dict:
             """The check's verdict as plain data (run in the forked copy, where there is one)."""
+            if forking():
+                pristine.restore()  # in the copy only: helpers a submission patched are the real ones again
             core.settings = settings  # each check's own time limit, whatever the submission set or replaced
             settings.time_limit = None
             result = checks[name](candidate)
@@ -97,50 +105,109 @@ class Grader:
         return f"<course_lib grader: {len(self.exercises)} exercises>"
 
 
+def forking() -> bool:
+    """Whether ``run_apart`` runs its work in a forked copy here (not on Windows)."""
+    return _fork is not None
+
+
+# The namespaces a check relies on: course_lib's modules, and the parts of PyTorch, NumPy and Python a check
+# calls. (Classes too: a submission may patch ``torch.Tensor.allclose``.)
+_PROTECTED = ("torch", "torch.nn", "torch.nn.functional", "torch.nn.modules.module", "numpy", "builtins", "math",
+              "functools", "contextlib", "inspect", "signal", "json", "os")
+
+
+class Namespaces:
+    """A copy of every name in course_lib's modules and in the modules and classes a check relies on, taken
+    when made; ``restore()`` puts back every name a submission changed, added or deleted since, and the
+    modules themselves in ``sys.modules``. Grading calls it in the forked copy, so the submission's own
+    kernel keeps its changes."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.modules = {name: module for name, module in list(sys.modules.items())
+                        if module is not None and (name == "course_lib" or name.startswith("course_lib.")
+                                                   or name in _PROTECTED)}
+        owners = list(self.modules.values()) + [torch.Tensor, torch.nn.Module, torch.nn.Parameter]
+        self.saved = [(owner, dict(vars(owner))) for owner in owners]
+        from course_lib.checks import registry
+
+        self.registry = (registry.REGISTRY, dict(registry.REGISTRY))
+
+    def restore(self) -> None:
+        sys.modules.update(self.modules)
+        for owner, names in self.saved:
+            space = vars(owner)
+            for key in [key for key in list(space) if key not in names]:
+                _set(owner, key, None, delete=True)
+            for key, value in names.items():
+                if space.get(key, _MISSING) is not value:
+                    _set(owner, key, value)
+        table, entries = self.registry
+        table.clear()
+        table.update(entries)
+
+
+_MISSING = object()
+
+
+def _set(owner, key: str, value, delete: bool = False) -> None:
+    """Set (or delete) ``owner.key``, a module's or a class's name; a name that cannot be set is left."""
+    try:
+        if isinstance(owner, type):
+            delattr(owner, key) if delete else setattr(owner, key, value)
+        elif delete:
+            del vars(owner)[key]
+        else:
+            vars(owner)[key] = value
+    except (AttributeError, TypeError, KeyError):
+        pass
+
+
 def run_apart(work: Callable[[], dict], seconds: float) -> dict:
     """``work()`` (returning JSON-able plain data) in a forked copy of this process, killed after ``seconds``;
     its own output is thrown away. Returns what it returned, or ``{"ended": "<how it ended>"}`` when it died,
     exited or ran out of time. Where the platform cannot fork (Windows), ``work()`` runs here."""
-    if not hasattr(os, "fork"):
+    if _fork is None:
         return work()
-    reader, writer = os.pipe()
-    pid = os.fork()
+    reader, writer = _pipe()
+    pid = _fork()
     if pid == 0:  # the copy: run, send plain data, leave without running anything of the kernel's
         try:
-            os.close(reader)
-            quiet = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(quiet, 1)
-            os.dup2(quiet, 2)
+            _close(reader)
+            quiet = _open(os.devnull, os.O_WRONLY)
+            _dup2(quiet, 1)
+            _dup2(quiet, 2)
             sys.stdout = sys.stderr = open(os.devnull, "w")
-            payload = json.dumps(work())
+            payload = _dumps(work())
         except BaseException as error:  # noqa: BLE001 - whatever happens here is reported, never raised
-            payload = json.dumps({"ended": f"stopped the check ({type(error).__name__})"})
+            payload = _dumps({"ended": f"stopped the check ({type(error).__name__})"})
         try:
-            os.write(writer, payload.encode()[:MAX_VERDICT_BYTES])
+            _write(writer, payload.encode()[:MAX_VERDICT_BYTES])
         finally:
-            os._exit(0)
-    os.close(writer)
-    received, deadline = b"", time.monotonic() + seconds
+            _exit(0)
+    _close(writer)
+    received, deadline = b"", _monotonic() + seconds
     try:
         while True:
-            left = deadline - time.monotonic()
+            left = deadline - _monotonic()
             if left <= 0:
                 return {"ended": f"took longer than {seconds:g} s (the grader stopped it)"}
-            ready, _, _ = select.select([reader], [], [], left)
+            ready, _, _ = _select([reader], [], [], left)
             if ready:
-                chunk = os.read(reader, MAX_VERDICT_BYTES)
+                chunk = _read(reader, MAX_VERDICT_BYTES)
                 if not chunk:
                     break
                 received += chunk
     finally:
-        os.close(reader)
+        _close(reader)
         try:
-            os.kill(pid, signal.SIGKILL)
+            _kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        _, status = os.waitpid(pid, 0)
+        _, status = _waitpid(pid, 0)
     try:
-        return json.loads(received.decode())
+        return _loads(received.decode())
     except ValueError:
         if os.WIFEXITED(status):
             return {"ended": f"ended the process (exit code {os.WEXITSTATUS(status)}, e.g. os._exit or sys.exit)"}
