@@ -197,12 +197,14 @@ def test_a_numpy_input_changed_in_place_is_named():
     from course_lib.checks import check_probe_accuracy
     from course_lib.experiments.probes import probe_accuracy
 
-    def shuffling(train_x, train_y, test_x, test_y):
-        np.random.default_rng(0).shuffle(np.asarray(train_y))
+    def centring(train_x, train_y, test_x, test_y):
+        x = np.asarray(train_x)
+        x -= x.mean(0)  # in place: on NumPy input, the learner's own array
         return probe_accuracy(train_x, train_y, test_x, test_y)
 
-    result = check_probe_accuracy(shuffling)
-    assert not result.passed and "changes its input `train_y` in place" in result.message, result
+    result = check_probe_accuracy(centring)
+    assert not result.passed and "changes its input `train_x` in place" in result.message, result
+    assert "NumPy arrays" in result.message and "build a new array" in result.message  # named on the NumPy input
 
 
 # --- grading: each answer's check runs in a forked copy of the grading kernel --------------------------------------
