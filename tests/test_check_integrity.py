@@ -281,3 +281,17 @@ def test_grading_uses_the_real_helpers_whatever_the_submission_patched(monkeypat
     with pytest.raises(AssertionError, match="softmax"):
         grader.strict("softmax")(wrong_softmax)  # the grader's copy runs with the real helpers
     assert torch.allclose(torch.zeros(1), torch.ones(1)) is True  # and the submission's kernel keeps its own
+
+
+def test_is_causal_cannot_be_answered_from_the_models_names():
+    from course_lib.checks import check_is_causal
+
+    def is_causal(model, ids, vocab_size):  # reads names, runs nothing
+        inner = getattr(model, "model", model)
+        name = type(inner).__name__
+        if name == "_Decoder":
+            return getattr(getattr(inner, "mask", None), "__name__", "") == "causal_mask"
+        return name in ("_Lookup", "_RunningMean", "_TotalMinusLater")
+
+    assert not check_is_causal(is_causal).passed
+    assert check_is_causal(registry.get("is_causal").reference).passed
