@@ -292,6 +292,21 @@ def test_an_exit_a_flood_and_a_call_of_the_reference_cost_only_their_own_exercis
     assert len(text) < 2_000_000  # the 50 MB print was not kept
 
 
+def test_no_feedback_names_the_grader(graded):
+    from course_lib.tools.nbgrader_course import read_grader_name
+
+    course, *_ = graded
+    name = read_grader_name(course / "nbgrader_config.py")
+    assert name and name in (course / "source" / FULL / f"{FULL}.ipynb").read_text()  # the hidden lines use it
+    pages = sorted((course / "feedback").glob(f"*/{FULL}/{FULL}.html"))
+    assert len(pages) >= 5
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert name not in text, page
+    shown = feedback(course, FULL, "correct")  # the hidden line is there, with <grader> for the name
+    assert '&lt;</span><span class="n">grader</span>' in shown and "strict" in shown
+
+
 def test_a_malformed_notebook_scores_zero_and_the_others_are_still_graded(graded):
     course, grades, logs, points_of, _ = graded
     assert score(grades, FULL, "malformed") == (0.0, sum(points_of[FULL].values()))

@@ -72,6 +72,14 @@ c.ExecutePreprocessor.extra_arguments = [
     "--IPKernelApp.exec_lines=import course_lib.tools.grading as _course_grading; "
     + GRADER + " = _course_grading.Grader(); del _course_grading",
 ]
+# The feedback students read does not name the grader (course_lib.tools.feedback).
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from course_lib.tools.feedback import HideGrader  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideGrader]
+c.HideGrader.name = GRADER
 '''
 
 
