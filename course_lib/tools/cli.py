@@ -140,13 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit_:  # --help (0) or a usage error (2): argparse has printed what to say
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
-    try:
-        command = importlib.import_module(f"course_lib.tools.{args.module}")
-    except ImportError as error:  # a pinned package is missing: say so, and how to fix it, not a traceback
-        if (error.name or "").startswith("course_lib"):
+    try:  # a command imports some packages only when it needs them: a missing one can show up while it runs
+        return importlib.import_module(f"course_lib.tools.{args.module}").run(args)
+    except ModuleNotFoundError as error:  # a pinned package is missing: say so, and how to fix it, not a traceback
+        if (error.name or "course_lib").startswith("course_lib"):
             raise
-        print(f"error: `{args.command}` needs {error.name or 'a package'}, which does not import here ({error}).\n"
+        print(f"error: `{args.command}` needs {error.name}, which is not installed here ({error}).\n"
               f"fix: {sys.executable} -m pip install -r requirements.txt (from the course's folder); "
               f"`python -m course_lib doctor` checks every package", file=sys.stderr)
         return 1
-    return command.run(args)
