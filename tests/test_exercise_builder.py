@@ -4,7 +4,6 @@ drift, and a learner's edited exercise is backed up before it is overwritten."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys

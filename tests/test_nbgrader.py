@@ -393,7 +393,6 @@ def test_the_grader_keeps_the_real_checks_whatever_is_patched_later(monkeypatch)
 
     monkeypatch.setattr(running, "settings", running.settings)  # the grader resets them: put them back afterwards
     monkeypatch.setattr(running.settings, "time_limit", running.settings.time_limit)
-    original = running.settings
     grader = Grader()  # as the grading kernel does, before any student code
     fake = lambda candidate, **kwargs: None  # noqa: E731
     entry = registry.REGISTRY["position_similarity"]

@@ -81,8 +81,6 @@ def public_objects():
     import importlib
     import pkgutil
 
-    import course_lib
-
     names = ["course_lib.plots", "course_lib.validation", "course_lib.threads"]
     for part in ("models", "experiments", "widgets"):
         package = importlib.import_module(f"course_lib.{part}")

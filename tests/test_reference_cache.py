@@ -4,10 +4,7 @@ different entry; a broken or unwritable cache only means training again."""
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 import torch

@@ -8,6 +8,7 @@ still passes; its line ends with a note ("— you called the built-in F.softmax;
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -224,8 +225,6 @@ class ReferenceGuard:
             if LEARNER_RUNNING[0]:
                 self.calls += 1
             return original(*args, **kwargs)
-
-        import dataclasses
 
         registry.REGISTRY[self.name] = dataclasses.replace(entry, reference=counting)
         self._undo.append(lambda: registry.REGISTRY.__setitem__(self.name, entry))

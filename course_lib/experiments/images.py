@@ -1,16 +1,13 @@
 """Pixels to work with: a real photo shipped with matplotlib, and procedurally drawn shapes.
 
-Lessons 01 and 11 (cutting an image into patches is the vision transformer's first step: ``course_lib.models.vision``). Images are ``(batch, channels, height, width)`` float tensors in [0, 1].
+Lessons 01 and 11 (cutting an image into patches is the vision transformer's first step:
+``course_lib.models.vision``). Images are ``(batch, channels, height, width)`` float tensors in [0, 1].
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-
-from course_lib.validation import require_floating, require_rank, shape_str
 
 SHAPE_CLASSES = ("square", "circle", "triangle", "cross")
 

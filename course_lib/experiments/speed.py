@@ -33,7 +33,7 @@ from torch import nn
 
 from course_lib.models.language_model import TransformerLM
 from course_lib.models.recurrent import GRULanguageModel
-from course_lib.validation import require_int, require_number, require_token_ids
+from course_lib.validation import require_int, require_token_ids
 
 KINDS = ("rnn", "transformer")
 
