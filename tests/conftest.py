@@ -104,3 +104,11 @@ def read_only(monkeypatch):
     yield make
     for folder, mode in changed:
         os.chmod(folder, mode)
+
+
+@pytest.fixture
+def answers_in_this_process(monkeypatch):
+    """Checks run answers in this process, as on a platform without fork (``settings.apart = False``)."""
+    from course_lib.checks import settings
+
+    monkeypatch.setattr(settings, "apart", False)

@@ -48,6 +48,13 @@ LESSON_CASE_MODULES = [importlib.import_module(path.stem)
                        for path in sorted(Path(__file__).parent.glob("check_cases_*.py"))]
 
 
+@pytest.fixture(autouse=True)
+def _answers_where_the_test_says(request, monkeypatch):
+    """Answers run in the test's process unless the test is marked ``apart`` (see pyproject.toml's markers)."""
+    if request.node.get_closest_marker("apart") is None:
+        monkeypatch.setattr(checks.settings, "apart", False)
+
+
 def _merged(table: str, empty):
     """One table (CASES, DELEGATING, ...) of every lesson's case file, in lesson order."""
     merged = type(empty)()
@@ -106,6 +113,7 @@ def test_every_exercise_has_a_check_with_cases():
     assert len(LESSON_CASE_MODULES) == len(checks.EXERCISES)
 
 
+@pytest.mark.apart
 @pytest.mark.parametrize("check, label, implementation", _params("right"))
 def test_check_accepts_valid_implementation(check, label, implementation):
     result = check(implementation)
@@ -113,6 +121,7 @@ def test_check_accepts_valid_implementation(check, label, implementation):
     assert repr(result).startswith(f"✓ {check.exercise}: ")
 
 
+@pytest.mark.apart
 @pytest.mark.parametrize("check, label, implementation, diagnosis", _params("wrong"))
 def test_check_rejects_mistake_with_diagnosis(check, label, implementation, diagnosis):
     result = check(implementation)
@@ -137,7 +146,8 @@ def test_named_classic_mistakes(exercise, implementation, name):
 
 # The diagnoses hold on random sizes: two more seeds (the tests above use seed 0), each mistake still named.
 @pytest.mark.parametrize("seed", range(1, 3))
-def test_diagnoses_hold_on_random_sizes(seed):
+def test_diagnoses_hold_on_random_sizes(seed, answers_in_this_process):
+    # The diagnoses' logic on many sizes: the same wherever the answer runs, so here in this process (fast).
     for name in NAMES:
         check = registry.get(name).check
         for label, implementation, diagnosis in CASES[name][1]:
@@ -507,7 +517,9 @@ class Replay:
 
 
 @pytest.mark.parametrize("name", REPLAYABLE)
-def test_replaying_recorded_outputs_fails_the_next_call(name):
+def test_replaying_recorded_outputs_fails_the_next_call(name, answers_in_this_process):
+    # In this process, where an answer can carry a recording from one call to the next (in its own process,
+    # what it records is gone after each check: test_a_recording_stays_in_the_answers_process).
     entry = registry.get(name)
     cheat = Replay(entry.reference)
     assert entry.check(cheat, seed=1).passed
@@ -524,6 +536,18 @@ def test_answers_learnt_by_heart_fail(name, label, make_cheat, seed):
     assert not registry.get(name).check(make_cheat(), seed=seed).passed
 
 
+@pytest.mark.apart
+def test_a_recording_stays_in_the_answers_process():
+    seen = []
+
+    def spy(scores):
+        seen.append(scores)
+        return torch.softmax(scores, dim=-1)
+
+    assert check_softmax(spy).passed
+    assert seen == []  # the answer ran in a forked copy; nothing it did reached this process
+
+
 def test_failures_name_sizes_and_seed_and_the_seed_repeats_them():
     result = check_softmax(lambda x: torch.softmax(x, dim=0), seed=4321)
     assert re.search(r"\(a \(\d+, \d+\) matrix, one softmax per row\); seed 4321$", result.message), repr(result)
@@ -531,7 +555,7 @@ def test_failures_name_sizes_and_seed_and_the_seed_repeats_them():
 
 
 @pytest.mark.parametrize("name", ["softmax", "causal_mask", "sinusoidal_positions", "scaled_dot_product_attention"])
-def test_inputs_change_between_calls(name):
+def test_inputs_change_between_calls(name, answers_in_this_process):
     entry = registry.get(name)
     seen = []
 
@@ -636,6 +660,7 @@ def test_a_pending_alarm_and_its_handler_survive_a_check():
         signal.signal(signal.SIGALRM, previous)
 
 
+@pytest.mark.apart
 def test_keyboard_interrupt_is_not_swallowed():
     import signal
 
@@ -759,6 +784,18 @@ def _as_module(answer):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_odd_answers_get_a_diagnosis_never_a_check_failure(name):
+    _odd_answers_get_a_diagnosis(name)
+
+
+# What an odd answer returns crosses from the answer's process as plain data or a handle: a function, a class,
+# a training step and a NumPy-taking exercise, each with every odd answer, in their own processes.
+@pytest.mark.apart
+@pytest.mark.parametrize("name", ["softmax", "multi_head_attention", "train_step", "probe_accuracy"])
+def test_odd_answers_get_a_diagnosis_when_they_run_apart(name):
+    _odd_answers_get_a_diagnosis(name)
+
+
+def _odd_answers_get_a_diagnosis(name):
     check = registry.get(name).check
     for kind, answer in _odd_answers():
         candidate = _as_module(answer) if name == "multi_head_attention" else answer

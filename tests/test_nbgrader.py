@@ -1,10 +1,11 @@
 """Grading a class with nbgrader: `python -m course_lib nbgrader source`, then nbgrader's own commands on
 fixture submissions, each score asserted.
 
-Lesson 06 is graded for seven students: a correct one, one with a classic mistake in every exercise, one
+Lesson 06 is graded for eight students: a correct one, one with a classic mistake in every exercise, one
 whose answer hangs, one whose answer crashes, one whose answers call os._exit, print 50 MB and call the
-check's own reference, one whose notebook is not a notebook, and one that overrides the checks and edits
-the test cells. Lesson 01's assignment is generated and released too
+check's own reference, one whose notebook is not a notebook, one that overrides the checks and edits
+the test cells, and one whose answers lie (a tensor equal to everything), patch PyTorch's comparisons and
+hang inside nested ``except`` blocks. Lesson 01's assignment is generated and released too
 (grading it again would only repeat the same machinery at a cost in test time).
 
 Without nbgrader (requirements-instructor.txt), those tests skip, saying so; the fast tests of the
@@ -27,7 +28,6 @@ import pytest
 
 from course_lib.tools.cli import main
 from course_lib.checks import registry
-from course_lib.tools.grading import Grader
 from course_lib.tools.nbgrader_course import SourceError, move_hints_out, points, write_course
 
 pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Contributing")
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Cont
 NO_NBGRADER = "instructor packages not installed: pip install -r requirements-instructor.txt"
 
 ROOT = Path(__file__).resolve().parent.parent
-CELL_TIMEOUT = 15  # the test's per-cell limit: the hanging student costs this once
+CELL_TIMEOUT = 10  # the test's per-cell limit: the hanging and the cheating student each cost this once
 
 # Lesson 06 is graded for seven students; lesson 01 is generated and released. A lesson that gains an
 # exercise stays covered: the correct student's answers come from the source notebook, points from its cells.
@@ -69,6 +69,38 @@ for name, entry in list(registry.REGISTRY.items()):
     setattr(checks, "check_" + name, fake_check)
 running.settings.time_limit = 0
 check_sinusoidal_positions = check_add_positions = check_position_similarity = fake_check
+"""
+# Patches the comparisons every check relies on (in the submission's own process only).
+PATCHES = """\
+import torch
+torch.allclose = lambda *args, **kwargs: True
+torch.equal = lambda *args, **kwargs: True
+torch.Tensor.allclose = lambda *args, **kwargs: True
+"""
+LIAR = """\
+import torch
+class Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in ("allclose", "equal"):
+            return True
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+def sinusoidal_positions(T, d):
+    return torch.zeros(T, d).as_subclass(Liar)
+"""
+NESTED_HANG = """\
+import time
+def position_similarity(positions):
+    while True:
+        try:
+            try:
+                while True:
+                    time.sleep(0.01)
+            except BaseException:
+                pass
+        except BaseException:
+            pass
 """
 
 
@@ -166,13 +198,17 @@ def graded(tmp_path_factory):
         # the check's own reference, through the registry: no points
         "position_similarity": "from course_lib.checks import registry\ndef position_similarity(*args, **kwargs):\n"
                                "    return registry.get('position_similarity').reference(*args, **kwargs)\n"})
+    submit(course, FULL, "cheating", {**right, "sinusoidal_positions": LIAR, "position_similarity": NESTED_HANG},
+           extra_cell=PATCHES)
     submit(course, FULL, "malformed", raw='{"cells": [ this is half a notebook')
     submit(course, FULL, "overriding", {name: f"def {name}(*args, **kwargs):\n    return None\n" for name in right},
            extra_cell=OVERRIDE, edit_tests=True)
 
     clock = time.monotonic()
     logs = {FULL: nbgrader(course, "autograde", FULL, "--force", timeout=900)}
-    lap("autograde (7 submissions)")
+    # nbgrader logs a configuration file that fails to load and goes on without it: it must load
+    assert "Exception while loading config file" not in logs[FULL].stdout + logs[FULL].stderr
+    lap("autograde (8 submissions)")
     feedback = nbgrader(course, "generate_feedback", FULL, "--force")
     assert feedback.returncode == 0, feedback.stdout + feedback.stderr
     lap("generate_feedback")
@@ -217,11 +253,10 @@ def test_source_notebooks_have_nbgraders_cells_and_points(graded):
     assert f"ExecutePreprocessor.timeout = {CELL_TIMEOUT}" in config
 
 
-def test_release_keeps_hints_and_hides_the_graders_line(graded):
+def test_release_keeps_hints_and_the_test_cells_are_the_learners_own_line(graded):
     course = graded[0]
     source = (course / "source" / FULL / f"{FULL}.ipynb").read_text()
     release = nbformat.read(course / "release" / FULL / f"{FULL}.ipynb", as_version=4)
-    grader = re.search(r"_course_grader_[0-9a-f]{16}", source).group(0)
     answers = [cell.source for cell in release.cells if cell.metadata.get("nbgrader", {}).get("solution")]
     assert answers and all("# HINT:" in text and "raise NotImplementedError()" in text for text in answers)
     assert all("return" not in text.split("# YOUR CODE HERE")[1] for text in answers)  # no answer left
@@ -231,8 +266,8 @@ def test_release_keeps_hints_and_hides_the_graders_line(graded):
     assert hints and all(any(hint in text for text in answers) for hint in hints)  # every hint kept
     tests = [cell.source for cell in release.cells if cell.metadata.get("nbgrader", {}).get("grade")]
     assert tests[0] == "check_sinusoidal_positions(sinusoidal_positions)"
-    assert f"check_sinusoidal_positions = {grader}.strict(" in source
-    assert grader not in json.dumps(release) and "HIDDEN TESTS" not in json.dumps(release)
+    assert "HIDDEN TESTS" not in source  # nothing hidden: the grading happens apart (course_lib.tools.autograde)
+    assert "GradeApart" in (course / "nbgrader_config.py").read_text()
 
 
 def test_move_hints_out_and_points():
@@ -286,25 +321,30 @@ def test_an_exit_a_flood_and_a_call_of_the_reference_cost_only_their_own_exercis
     lost = points_of[FULL]["sinusoidal_positions"] + points_of[FULL]["position_similarity"]
     assert score(grades, FULL, "sabotaging") == (total - lost, total)
     text = feedback(course, FULL, "sabotaging")
-    assert "sinusoidal_positions: the answer ended the process" in text
-    assert "position_similarity: 0 points: the answer called the check&#39;s own reference" in text \
-        or "position_similarity: 0 points: the answer called the check's own reference" in text
+    assert "sinusoidal_positions: ended the process" in text
+    assert "position_similarity: 0 points: the submission called or read the course" in text
     assert len(text) < 2_000_000  # the 50 MB print was not kept
 
 
-def test_no_feedback_names_the_grader(graded):
-    from course_lib.tools.nbgrader_course import read_grader_name
+def test_lies_patched_comparisons_and_a_hang_in_nested_excepts_earn_nothing(graded):
+    course, grades, _, points_of, _ = graded
+    total = sum(points_of[FULL].values())
+    # The right answers keep their points: the submission's patches live in its own process only.
+    lost = points_of[FULL]["sinusoidal_positions"] + points_of[FULL]["position_similarity"]
+    assert score(grades, FULL, "cheating") == (total - lost, total)
+    text = feedback(course, FULL, "cheating")
+    assert "✗ sinusoidal_positions" in text and "position_similarity: your answer took longer than" in text
 
+
+def test_every_feedback_shows_each_exercises_verdict(graded):
     course, *_ = graded
-    name = read_grader_name(course / "nbgrader_config.py")
-    assert name and name in (course / "source" / FULL / f"{FULL}.ipynb").read_text()  # the hidden lines use it
     pages = sorted((course / "feedback").glob(f"*/{FULL}/{FULL}.html"))
-    assert len(pages) >= 5
+    assert len(pages) >= 6
     for page in pages:
         text = page.read_text(encoding="utf-8")
-        assert name not in text, page
-    shown = feedback(course, FULL, "correct")  # the hidden line is there, with <grader> for the name
-    assert '&lt;</span><span class="n">grader</span>' in shown and "strict" in shown
+        for name in ("sinusoidal_positions", "add_positions", "position_similarity"):
+            assert f"✓ {name}" in text or f"✗ {name}" in text, (page, name)
+    assert feedback(course, FULL, "correct").count("✓ ") >= 3
 
 
 def test_a_malformed_notebook_scores_zero_and_the_others_are_still_graded(graded):
@@ -321,8 +361,7 @@ def test_overriding_the_checks_or_editing_the_tests_earns_nothing(graded):
     tests = [cell for cell in graded_notebook.cells if cell.metadata.get("nbgrader", {}).get("grade")]
     assert [cell.metadata.nbgrader["points"] for cell in tests] == list(points_of[FULL].values())  # not 100
     assert all("no test here" not in cell.source for cell in tests)  # the original test cells ran
-    assert "expected your function" in feedback(course, FULL, "overriding") or \
-        "returned None" in feedback(course, FULL, "overriding")
+    assert "0 points: the submission called or read the course" in feedback(course, FULL, "overriding")
 
 
 def test_every_lesson_becomes_an_assignment_with_one_test_cell_per_exercise(tmp_path):
@@ -343,10 +382,15 @@ def test_the_command_writes_the_course_and_refuses_an_unknown_lesson(tmp_path, c
     assert (tmp_path / "course" / "source" / FULL / f"{FULL}.ipynb").exists()
     config = (tmp_path / "course" / "nbgrader_config.py").read_text()
     assert "ExecutePreprocessor.timeout = 45" in config and (tmp_path / "course" / "exchange").is_dir()
-    grader = re.search(r'GRADER = "(\w+)"', config).group(1)
-    # regenerating keeps the grader's name, so a gradebook made before still matches the test cells
-    assert main(["nbgrader", "source", str(tmp_path / "course"), "--lessons", "06"]) == 0
-    assert f'GRADER = "{grader}"' in (tmp_path / "course" / "nbgrader_config.py").read_text()
+    assert "GradeApart.cell_seconds = 45" in config
+    # regenerating writes the same course again (a gradebook made before still matches the test cells)
+    def cells():
+        notebook = nbformat.read(tmp_path / "course" / "source" / FULL / f"{FULL}.ipynb", as_version=4)
+        return [(cell.source, cell.metadata.get("nbgrader")) for cell in notebook.cells]
+
+    before = cells()
+    assert main(["nbgrader", "source", str(tmp_path / "course"), "--lessons", "06", "--timeout", "45"]) == 0
+    assert cells() == before
     capsys.readouterr()
     assert main(["nbgrader", "source", str(tmp_path / "other"), "--lessons", "99"]) == 1
     assert "no lesson '99'" in capsys.readouterr().err
@@ -380,37 +424,8 @@ def test_a_solution_without_a_graded_check_or_difficulty_is_refused():
                                        "    ### END SOLUTION")]
     from course_lib.tools.nbgrader_course import source_notebook
     with pytest.raises(SourceError, match="add_positions"):
-        source_notebook(nbformat.v4.new_notebook(cells=cells), FULL, ("add_positions",), "G")
+        source_notebook(nbformat.v4.new_notebook(cells=cells), FULL, ("add_positions",))
     cells.append(nbformat.v4.new_code_cell("check_add_positions(add_positions)"))
     del cells[1]
     with pytest.raises(SourceError, match="Difficulty"):
-        source_notebook(nbformat.v4.new_notebook(cells=cells), FULL, ("add_positions",), "G")
-
-
-def test_the_grader_keeps_the_real_checks_whatever_is_patched_later(monkeypatch):
-    import course_lib.checks as checks
-    from course_lib.checks import running
-
-    monkeypatch.setattr(running, "settings", running.settings)  # the grader resets them: put them back afterwards
-    monkeypatch.setattr(running.settings, "time_limit", running.settings.time_limit)
-    grader = Grader()  # as the grading kernel does, before any student code
-    fake = lambda candidate, **kwargs: None  # noqa: E731
-    entry = registry.REGISTRY["position_similarity"]
-    monkeypatch.setitem(registry.REGISTRY, "position_similarity",
-                        registry.Exercise(entry.name, entry.lesson, fake, entry.reference))
-    monkeypatch.setattr(checks, "check_position_similarity", fake, raising=False)
-    monkeypatch.setattr(running, "settings", running.Settings(time_limit=0))  # "no time limit", a submission's wish
-    strict = grader.strict("position_similarity")
-    with pytest.raises(AssertionError, match="dot products, not cosines"):
-        strict(lambda positions: positions @ positions.T)
-    # The check ran with its own limit in the grader's forked copy; this process keeps what the submission set.
-    assert running.settings.time_limit == 0
-    def cosines(positions):  # written by hand: the check's own reference now scores 0 when graded
-        unit = positions / positions.norm(dim=-1, keepdim=True)
-        return unit @ unit.T
-
-    assert strict(cosines).passed
-    with pytest.raises(AssertionError, match="0 points: the answer called the check's own reference"):
-        strict(entry.reference)
-    with pytest.raises(AssertionError, match="position_similarity"):
-        strict(None)
+        source_notebook(nbformat.v4.new_notebook(cells=cells), FULL, ("add_positions",))

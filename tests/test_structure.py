@@ -148,7 +148,10 @@ ALLOWED = {
     "course_lib.experiments": {"course_lib.validation", "course_lib.threads", "course_lib.models"},
     "course_lib.widgets": {"course_lib.validation", "course_lib.threads", "course_lib.models", "course_lib.experiments"},
     "course_lib.plots": {"course_lib.validation", "course_lib.threads"},
-    "course_lib.checks": {"course_lib.validation", "course_lib.threads", "course_lib.models", "course_lib.experiments"},
+    "course_lib.checks": {"course_lib.validation", "course_lib.threads", "course_lib.models", "course_lib.experiments",
+                          "course_lib.apart"},
+    # The answer's side of a check: it must never hold the checks (their reference solutions) itself.
+    "course_lib.apart": set(),
     "course_lib.validation": set(),
     "course_lib.threads": set(),
 }

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from course_lib.apart.answering import meta_message  # noqa: F401 - re-exported
 from course_lib.validation import shape_str
 from .result import Fail, describe_type
 
@@ -137,13 +138,6 @@ def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), wh
         raise Fail(f"{what} {is_} wrong ({label}): {_first_difference(got, expected)}")
     raise Fail(f"{what} {is_} wrong ({label}): {_first_difference(got, expected)}; "
                f"expected {fmt_values(expected)}, got {fmt_values(got)}")
-
-
-def meta_message(label: str) -> str:
-    """What a tensor on the ``meta`` device (a shape, no numbers) gets, wherever a check meets it."""
-    return (f"your answer produced tensors on device 'meta' ({label}), which hold no values: look for "
-            f"device='meta', torch.empty(...) on meta, or torch.set_default_device('meta'); create "
-            f"new tensors with torch.zeros_like(x) or device=x.device")
 
 
 def check_tensor(got: torch.Tensor, expected: torch.Tensor, label: str, what: str = "the output") -> None:

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from course_lib.models.attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
+from course_lib.apart.session import is_instance, type_name
+
 from .kit import Fail, Inputs, call, check, compare, describe_type, lazy, non_contiguous, seeded_module, summary, unpack_pair
 from .lesson04_self_attention import ATTENTION_MISTAKES, attention_variant
 
@@ -126,7 +128,7 @@ def _mha_mistakes(ref: MultiHeadAttention):
 def check_multi_head_attention(candidate) -> str:
     """``check_multi_head_attention(MultiHeadAttention)``: build the learner's class, give its q_proj, k_proj,
     v_proj and out_proj the reference's weights, and compare ``forward(x, mask=None) -> (output, weights)``."""
-    if isinstance(candidate, nn.Module):
+    if is_instance(candidate, nn.Module):
         raise Fail("got an instance: pass the class itself, check_multi_head_attention(MultiHeadAttention)",
                    about_inputs=False)
     rng = Inputs()
@@ -139,14 +141,14 @@ def check_multi_head_attention(candidate) -> str:
     for d_model, n_heads in configs:
         built = f"MultiHeadAttention({d_model}, {n_heads})"
         model = call(candidate, (d_model, n_heads), ("d_model", "n_heads"), built)
-        if not isinstance(model, nn.Module):
+        if not is_instance(model, nn.Module):
             raise Fail(f"{built} is {describe_type(model)}, not an nn.Module: subclass nn.Module", about_inputs=False)
         ref = seeded_module(lambda: MultiHeadAttention(d_model, n_heads), seed=rng.seed + d_model).eval()
         for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
             layer = getattr(model, name, None)
-            if not isinstance(layer, nn.Linear) or (layer.in_features, layer.out_features) != (d_model, d_model):
+            if not is_instance(layer, nn.Linear) or (layer.in_features, layer.out_features) != (d_model, d_model):
                 raise Fail(f"{built} needs self.{name} = nn.Linear(d_model, d_model); got "
-                           f"{type(layer).__name__ if layer is not None else 'no such attribute'}", about_inputs=False)
+                           f"{type_name(layer) if layer is not None else 'no such attribute'}", about_inputs=False)
             if layer.bias is None:
                 raise Fail(f"{built}: self.{name} has no bias: use nn.Linear(d_model, d_model) with its bias "
                            f"(bias=True, the default), as in course_lib's MultiHeadAttention", about_inputs=False)

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib.apart.stand_ins import SGD, CausalAverage, PositionWise
+
 from .kit import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
                   name_by_value_and_gradient, non_contiguous, seeded_module, summary)
 
@@ -285,75 +287,14 @@ def _train_step(model, optimizer, ids, pad_id):
     return loss.item()
 
 
-class _CausalAverage(nn.Module):
-    """A tiny causal language model: each position adds the mean of the embeddings up to it to its own, then
-    maps to scores, ids (batch, time) -> (batch, time, vocab). No attention module: its first call costs nothing."""
-
-    def __init__(self, vocab: int, width: int):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, width)
-        self.out = nn.Linear(width, vocab)
-
-    def forward(self, ids):
-        x = self.embed(ids)  # (batch, time, width)
-        so_far = x.cumsum(dim=1) / torch.arange(1, ids.shape[1] + 1, device=ids.device)[:, None]
-        return self.out(torch.tanh(x + so_far))
-
-
-class _PositionWise(nn.Module):
-    """A tiny language model without attention: embedding -> linear, ids (batch, time) -> (batch, time, vocab)."""
-
-    def __init__(self, vocab: int, width: int):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, width)
-        self.out = nn.Linear(width, vocab)
-
-    def forward(self, ids):
-        return self.out(torch.tanh(self.embed(ids)))
-
-
-class _SGD:
-    """Stochastic gradient descent, with optional momentum, as ``torch.optim.SGD`` computes it, with its
-    ``zero_grad()`` and ``step()``. Not torch.optim's own: the first torch optimizer of a session imports part of
-    PyTorch (torch._dynamo), seconds on a busy machine, and a check's time limit must not cut that import short."""
-
-    def __init__(self, params, lr: float, momentum: float = 0.0):
-        self.params = list(params)
-        self.lr, self.momentum = lr, momentum
-        self.velocity = [None] * len(self.params)
-        self.param_groups = [{"params": self.params, "lr": lr, "momentum": momentum}]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.detach_().zero_()
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            direction = p.grad
-            if self.momentum:
-                previous = self.velocity[i]
-                direction = p.grad.clone() if previous is None else previous.mul_(self.momentum).add_(p.grad)
-                self.velocity[i] = direction
-            p.add_(direction, alpha=-self.lr)
-
-    def __repr__(self) -> str:
-        return f"SGD(lr={self.lr:g}, momentum={self.momentum:g})"
-
-
 def _setup(kind: str, vocab: int, seed: int):
     def build():
         if kind == "causal":
-            model = _CausalAverage(vocab, 12)
-            optimizer = _SGD(model.parameters(), lr=0.5)
+            model = CausalAverage(vocab, 12)
+            optimizer = SGD(model.parameters(), lr=0.5)
         else:
-            model = _PositionWise(vocab, 8)
-            optimizer = _SGD(model.parameters(), lr=0.2, momentum=0.9)
+            model = PositionWise(vocab, 8)
+            optimizer = SGD(model.parameters(), lr=0.2, momentum=0.9)
         for p in model.parameters():  # what an earlier backward() left behind
             p.grad = torch.full_like(p, 0.3)
         return model, optimizer

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
-import random
 import signal
 import sys
 import threading
@@ -24,20 +22,26 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from course_lib.apart.answering import (LEARNER_RUNNING, AnswerFailed, AnswerNotImplemented, Delegation,
+                                       delegation_note, run_answer, world_kept)
+from course_lib.apart.session import AnswerTimedOut, Remote, can_fork, fork_session, is_callable
+
 from . import registry
 from .compare import meta_message, same
-from .delegation import LEARNER_RUNNING, Delegation, ReferenceGuard
+from .delegation import REFERENCE_NOTE, ReferenceGuard
 from .inputs import CHECK_SEED, fresh_seed
-from .result import (INTEGER_DTYPE, NOT_IMPLEMENTED, CheckResult, Fail, NotImplementedYet, describe_exception,
-                     describe_type, first_line, integer_dtype_error)
+from .result import NOT_IMPLEMENTED, CheckResult, Fail, NotImplementedYet, describe_type, first_line
 
 
 @dataclass
 class Settings:
     """Module-level settings of every check. ``time_limit``: seconds, overriding each check's own limit
-    when set (None: each check's own, 5 s by default; 0: no limit)."""
+    when set (None: each check's own, 5 s by default; 0: no limit). ``apart``: run the answer in a forked copy
+    of the kernel where the platform allows (``course_lib.apart.session.can_fork``), so that the limit holds
+    whatever the answer catches and nothing the check computes is within the answer's reach."""
 
     time_limit: float | None = None
+    apart: bool = True
 
 
 settings = Settings()
@@ -150,17 +154,16 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
 
         @functools.wraps(body)
         def run(candidate, *, seed: int | None = None) -> CheckResult:
-            seed = fresh_seed() if seed is None else int(seed)
-            token = CHECK_SEED.set(seed)
             limit = settings.time_limit if settings.time_limit is not None else time_limit
+            token = None
             try:
-                if candidate is None or not callable(candidate):
+                if candidate is None or not is_callable(candidate):
                     raise Fail(f"expected your function {name} itself (e.g. check_{name}({name})), "
                                f"got {describe_type(candidate)}", about_inputs=False)
                 with contextlib.ExitStack() as stack:
                     # The notebook's world comes back as it was, whatever the check or the answer did to it:
                     # random states, threads, default dtype and device, gradient mode.
-                    stack.enter_context(_world_kept())
+                    stack.enter_context(world_kept())
                     stack.enter_context(torch.random.fork_rng(devices=[]))
                     # A learner's deprecation warning would bury the one line; the result says what matters.
                     stack.enter_context(warnings.catch_warnings())
@@ -176,29 +179,49 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
                     if pending_warm_up:
                         with contextlib.suppress(Exception):
                             pending_warm_up.pop()()
-                    # The guard first: it must see the built-ins as they are, before Delegation wraps them.
-                    guard = stack.enter_context(ReferenceGuard(name, candidate))
-                    delegation = stack.enter_context(Delegation(entry_builtins, candidate))
-                    stack.enter_context(time_limited(limit))
+                    session = _session_for(candidate, name, entry_builtins, stack)
+                    if session is not None:  # the answer runs in its own process, killed past the limit
+                        candidate = session.root
+                        session.limit = limit or 0.0
+                        session.deadline = time.monotonic() + limit if limit else None
+                    else:  # in this process (no fork here): counted and timed in place
+                        # The guard first: it must see the built-ins as they are, before Delegation wraps them.
+                        guard = stack.enter_context(ReferenceGuard(name, candidate))
+                        delegation = stack.enter_context(Delegation(entry_builtins, candidate))
+                        stack.enter_context(time_limited(limit))
+                    # Drawn only now: the answer's process, forked above, never held it.
+                    seed = fresh_seed() if seed is None else int(seed)
+                    token = CHECK_SEED.set(seed)
                     message = body(candidate)
-                if guard.used:
-                    return CheckResult(name, True, message + guard.note(), used_reference=True)
-                note = delegation.note(pieces)
+                    if session is not None:
+                        used_reference = session.reference_calls > 0
+                        note = delegation_note([p for p in entry_builtins if session.counts.get(p)], pieces)
+                    else:
+                        used_reference, note = guard.used, delegation.note(pieces)
+                if used_reference:
+                    return CheckResult(name, True, message + REFERENCE_NOTE, used_reference=True)
                 return CheckResult(name, True, message + note)
             except NotImplementedYet:
                 return CheckResult(name, False, NOT_IMPLEMENTED, implemented=False)
             except Fail as failure:
-                seeded = f"; seed {seed}" if failure.about_inputs else ""
+                seeded = f"; seed {seed}" if failure.about_inputs and seed is not None else ""
                 return CheckResult(name, False, failure.message + seeded)
-            except TooSlow as slow:
-                where = f" ({slow.label})" if slow.label else ""
+            except (TooSlow, AnswerTimedOut) as slow:
+                where = f" ({slow.label})" if getattr(slow, "label", "") else ""
+                seeded = f"; seed {seed}" if seed is not None else ""
                 return CheckResult(name, False, f"your answer took longer than {slow.seconds:g} s{where}: it may "
-                                                f"loop forever; check that every loop ends; seed {seed}")
+                                                f"loop forever; check that every loop ends{seeded}")
+            except AnswerNotImplemented:
+                return CheckResult(name, False, NOT_IMPLEMENTED, implemented=False)
+            except AnswerFailed as failure:  # the answer's process ended while the check read an attribute
+                seeded = f"; seed {seed}" if failure.about_inputs and seed is not None else ""
+                return CheckResult(name, False, failure.message + seeded)
             except Exception as error:  # a bug in the check must not look like the learner's
                 return CheckResult(name, False, f"the check itself failed ({type(error).__name__}: "
                                                 f"{first_line(error)}); please report this to the course")
             finally:
-                CHECK_SEED.reset(token)
+                if token is not None:
+                    CHECK_SEED.reset(token)
 
         run.exercise = name
         run.lesson = lesson
@@ -206,6 +229,19 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
         return run
 
     return decorate
+
+
+def _session_for(candidate, name: str, builtins: tuple, stack: contextlib.ExitStack):
+    """The session that runs ``candidate``: the grader's (the answer already lives in its own process), a
+    fork of this process (``settings.apart`` where the platform forks), or None (run here)."""
+    if isinstance(candidate, Remote):
+        return candidate._session
+    if not settings.apart or not can_fork():
+        return None
+    try:
+        return stack.enter_context(fork_session(candidate, builtins, lambda: ReferenceGuard(name, candidate, True)))
+    except OSError:  # no process to spare (a container's limit): run here, as on a platform without fork
+        return None
 
 
 @contextlib.contextmanager
@@ -221,37 +257,29 @@ def _default_dtype(dtype: torch.dtype):
 def call(candidate: Callable, args: Sequence, names: Sequence[str], label: str, inplace_ok: bool = False):
     """Call ``candidate(*args)``, turning its failures into ``Fail`` and spotting inputs changed in place.
 
-    What comes back is plain: a tensor subclass becomes a plain tensor, an ``int``/``float`` subclass a plain
-    number (in tuples and lists too), so an answer cannot lie to the comparisons that follow. Whatever the
-    answer changed of PyTorch's global state (default dtype, gradients, threads, random numbers) is put
-    back before the check goes on."""
+    A ``Remote`` candidate runs in its own process (``course_lib.apart``): the inputs go there, plain data comes
+    back, and what the call did to the inputs is written back into them. Otherwise it runs here. Either way
+    what comes back is plain: a tensor subclass becomes a plain tensor, an ``int``/``float`` subclass a plain
+    number (in tuples and lists too), so an answer cannot lie to the comparisons that follow; and whatever the
+    answer changed of PyTorch's global state (default dtype, gradients, threads, random numbers) is put back."""
     before = [a.detach().clone() if isinstance(a, torch.Tensor) else a.copy() if isinstance(a, np.ndarray) else None
               for a in args]
-    # fork_rng: a learner's random numbers inside the call must not shift the notebook's seeded ones.
-    with warnings.catch_warnings(record=True) as caught, torch.random.fork_rng(devices=[]), _world_kept():
-        warnings.simplefilter("always")
-        warn_always = torch.is_warn_always_enabled()
-        torch.set_warn_always(True)  # PyTorch's warn-once warnings (`x.T` on a batch) every time, not once a session
-        LEARNER_RUNNING[0] = True
-        try:
-            result = candidate(*args)
-        except NotImplementedError as error:
-            _explain_not_implemented(error, candidate, label)
-            raise NotImplementedYet from None
-        except TooSlow as slow:
-            slow.label = label
-            raise
-        except SystemExit as error:
-            raise Fail(f"calls exit() or sys.exit() ({label}), which would stop the notebook's kernel: "
-                       f"return the answer instead (exit code {error.code!r})") from None
-        except Exception as error:
-            if any("`x.T`" in str(w.message) for w in caught):
-                raise Fail(f"uses .T on a tensor with more than 2 dimensions ({label}): it reverses every "
-                           f"axis; swap the last two with .transpose(-2, -1)") from None
-            raise Fail(describe_exception(error, label)) from None
-        finally:
-            LEARNER_RUNNING[0] = False
-            torch.set_warn_always(warn_always)
+    try:
+        if isinstance(candidate, Remote):
+            result = candidate._session.call(candidate, args, label)
+        else:
+            result = run_answer(candidate, args, label)
+    except AnswerNotImplemented:
+        raise NotImplementedYet from None
+    except AnswerFailed as failure:
+        raise Fail(failure.message, about_inputs=failure.about_inputs) from None
+    except AnswerTimedOut as late:
+        slow = TooSlow(late.seconds)
+        slow.label = label
+        raise slow from None
+    except TooSlow as slow:
+        slow.label = label
+        raise
     deadline = _DEADLINE[0]
     if deadline is not None and deadline.expired:  # it swallowed the alarm and carried on: still too slow
         slow = TooSlow(deadline.seconds)
@@ -302,74 +330,3 @@ def plain(value):
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple: its fields, made plain
         return type(value)(*(plain(v) for v in value))
     return value
-
-
-@contextlib.contextmanager
-def _world_kept():
-    """Put back what the learner's code may change of the process: PyTorch's default dtype and device,
-    gradient mode, thread count, and Python's and NumPy's random state (PyTorch's is ``fork_rng``'s)."""
-    dtype, grad, threads = torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads()
-    device = torch.get_default_device()
-    python_random, numpy_random = random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        if torch.get_default_device() != device:  # None: no device context, PyTorch's fast default
-            torch.set_default_device(None if device.type == "cpu" else device)
-        torch.set_default_dtype(dtype)
-        torch.set_grad_enabled(grad)
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        random.setstate(python_random)
-        np.random.set_state(numpy_random)
-
-
-def _own_code(candidate) -> set:
-    """The code of the learner's candidate: the function itself, or every method its class defines
-    (``__init__``, ``forward``, helpers), so an unfinished part of the exercise reads "not implemented yet"."""
-    target = candidate.func if isinstance(candidate, functools.partial) else candidate
-    codes = set()
-    try:
-        code = getattr(inspect.unwrap(target), "__code__", None)
-    except ValueError:  # a cycle of __wrapped__
-        code = None
-    if code is not None:
-        codes.add(code)
-    if inspect.isfunction(target) or inspect.ismethod(target):
-        return codes
-    cls = target if isinstance(target, type) else type(target)
-    for klass in cls.__mro__:
-        if klass.__module__.split(".")[0] in ("torch", "builtins"):
-            continue  # nn.Module's own forward raises NotImplementedError when a module has none
-        for value in vars(klass).values():
-            function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
-            if inspect.isfunction(function):
-                codes.add(function.__code__)
-    return codes
-
-
-def _explain_not_implemented(error: NotImplementedError, candidate, label: str) -> None:
-    """Return if ``candidate`` itself is unfinished; otherwise raise ``Fail`` naming what raised.
-
-    PyTorch raises NotImplementedError for a wrong dtype, and a finished function may call another
-    exercise's unfinished function: neither is this exercise's `raise NotImplementedError`.
-    """
-    if INTEGER_DTYPE.search(str(error)):
-        raise Fail(integer_dtype_error(error, label))
-    traceback = error.__traceback__
-    while traceback is not None and traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    if traceback is None:
-        return
-    frame = traceback.tb_frame
-    if frame.f_code in _own_code(candidate):
-        return
-    if frame.f_globals.get("__name__", "").split(".")[0] == "torch":
-        if frame.f_code.co_name == "_forward_unimplemented":
-            raise Fail("has no forward method: define `def forward(self, x, mask=None):` in the class",
-                       about_inputs=False)
-        raise Fail(describe_exception(error, label))
-    name = frame.f_code.co_qualname
-    if "<locals>" in name or name.startswith("<"):
-        name = frame.f_code.co_name
-    raise Fail(f"calls `{name}`, which is not implemented yet: finish that exercise first", about_inputs=False)

@@ -1,7 +1,7 @@
 """``python -m course_lib nbgrader source DIR``: the course as an nbgrader course, one assignment per lesson.
 
     DIR/nbgrader_config.py                       course id, exchange root inside DIR, per-cell timeout,
-                                                 the grading kernel's start-up line (course_lib.tools.grading)
+                                                 the grader that runs each answer apart (course_lib.tools.autograde)
     DIR/source/<lesson>/<lesson>.ipynb           from solutions/<lesson>.ipynb and the checks' registry
 
 Each solution notebook becomes an nbgrader source notebook:
@@ -14,10 +14,10 @@ Each solution notebook becomes an nbgrader source notebook:
   ``### BEGIN SOLUTION`` line: the released notebook keeps it;
 - the cell ``check_<name>(<answer>)`` that follows each exercise's answer is an autograded test cell,
   locked, worth the exercise's difficulty in points (★☆☆ = 1, ★★☆ = 2, ★★★ = 3, read from the
-  "Difficulty" line above the exercise). Students see ``check_<name>(<answer>)``; the instructor's copy
-  adds a hidden line before it that rebinds ``check_<name>`` to the check the grading kernel took at
-  start-up (see ``course_lib.tools.grading``), so a submission that redefines or patches ``check_<name>`` or
-  edits the test cell still gets the real check. A deleted test cell is put back (``add_missing_cells``). Every exercise of the lesson (``registry.exercises()``) needs exactly one.
+  "Difficulty" line above the exercise). Its output at grading time is the verdict of the course's grader,
+  which runs the answer in a process of its own (``course_lib.tools.autograde``): whatever the submission
+  defines, patches or edits, the real check judges it. A deleted test cell is put back (``add_missing_cells``).
+  Every exercise of the lesson (``registry.exercises()``) needs exactly one.
 
 Then, in DIR: ``nbgrader generate_assignment <lesson>``, ``nbgrader autograde <lesson>``,
 ``nbgrader generate_feedback <lesson>``, ``nbgrader export`` (docs/instructor-guide.md).
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
-import secrets
 import sys
 from pathlib import Path
 
@@ -39,20 +38,22 @@ DEFAULT_TIMEOUT = 60
 DIFFICULTY = re.compile(r"Difficulty\s+(?P<stars>[★☆]+)")
 CHECK_CALL = re.compile(r"^\s*check_(?P<name>\w+)\((?P<answer>[A-Za-z_]\w*)\)\s*;?\s*$")
 DEFINES = re.compile(r"^(?:def|class)\s+(?P<name>\w+)", re.MULTILINE)
-GRADER_NAME = re.compile(r"^GRADER = \"(?P<name>_course_grader_[0-9a-f]{16})\"$", re.MULTILINE)
 SCHEMA = 3
 
 CONFIG = '''\
 """nbgrader's configuration for the course, written by `python -m course_lib nbgrader source`.
 
-Run every nbgrader command from this folder. Student code runs with your rights when you autograde:
-grade inside a throwaway copy or container (docs/instructor-guide.md, "The trust model").
+Run every nbgrader command from this folder, with the course's environment active. Each answer is graded in
+its own process, apart from the grader (course_lib.tools.autograde); student code still runs with your file
+rights: grade inside a throwaway copy or container (docs/instructor-guide.md, "The trust model").
 """
 import os
 
-# The name under which the grading kernel keeps its own copy of the checks (see course_lib.tools.grading).
-# The test cells' hidden lines use it; keep this file from students, and keep it with source/.
-GRADER = "{grader}"
+from nbgrader.converters import Autograde
+from nbgrader.preprocessors import Execute
+
+from course_lib.tools.nbgrader_steps import ExecuteGently, GradeApart
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 c = get_config()  # noqa: F821 - nbgrader provides it
@@ -64,22 +65,20 @@ c.Exchange.root = os.path.join(HERE, "exchange")
 # Every cell gets {timeout} s: a hanging answer is interrupted and loses its own points only.
 c.ExecutePreprocessor.timeout = {timeout}
 c.ExecutePreprocessor.interrupt_on_timeout = True
-# A test cell a student deleted is put back and run, not silently skipped.
+c.ExecutePreprocessor.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+# A test cell a student deleted is put back and graded, not silently skipped.
 c.OverwriteCells.add_missing_cells = True
-# Before the first cell runs, the grading kernel keeps the real checks under GRADER.
-c.ExecutePreprocessor.extra_arguments = [
-    "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.exec_lines=import course_lib.tools.grading as _course_grading; "
-    + GRADER + " = _course_grading.Grader(); del _course_grading",
-]
-# The feedback students read does not name the grader (course_lib.tools.feedback).
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
-from nbgrader.preprocessors import GetGrades  # noqa: E402
-
-from course_lib.tools.feedback import HideGrader  # noqa: E402
-
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideGrader]
-c.HideGrader.name = GRADER
+# After nbgrader has run the notebook, each test cell's output is replaced by the verdict of the course's
+# grader, which ran the answer in a process of its own (course_lib.tools.autograde).
+# A cell that outlives its interrupt or ends the kernel costs only itself (nbgrader alone gives up on the notebook).
+steps = list(Autograde.class_traits()["autograde_preprocessors"].default())
+at = steps.index(Execute)
+c.Autograde.autograde_preprocessors = steps[:at] + [ExecuteGently, GradeApart] + steps[at + 1:]
+c.ExecuteGently.timeout = {timeout}
+c.ExecuteGently.interrupt_on_timeout = True
+c.ExecuteGently.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+c.GradeApart.course_root = HERE
+c.GradeApart.cell_seconds = {timeout}
 '''
 
 
@@ -129,7 +128,7 @@ def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, point
     return meta
 
 
-def source_notebook(solution, lesson: str, exercise_names: tuple[str, ...], grader: str):
+def source_notebook(solution, lesson: str, exercise_names: tuple[str, ...]):
     """The nbgrader source notebook of ``lesson`` from its solution notebook (an ``nbformat.NotebookNode``)."""
     import nbformat
 
@@ -170,9 +169,7 @@ def source_notebook(solution, lesson: str, exercise_names: tuple[str, ...], grad
             if difficulty is None:
                 raise SourceError(f"{where}: no \"Difficulty ★☆☆\" line above exercise {name!r}, so it has no points")
             graded[name] = difficulty
-            new.source = (f"### BEGIN HIDDEN TESTS\n# grading: the real check, whatever the submission defined\n"
-                          f"check_{name} = {grader}.strict({name!r})\n### END HIDDEN TESTS\n"
-                          f"check_{name}({answer})")
+            new.source = f"check_{name}({answer})"  # graded apart (course_lib.tools.autograde), not by this line
             new.metadata["nbgrader"] = _nbgrader(f"check_{name}", grade=True, locked=True, points_=difficulty)
             difficulty = None
         elif not setup_done:
@@ -184,14 +181,6 @@ def source_notebook(solution, lesson: str, exercise_names: tuple[str, ...], grad
         raise SourceError(f"solutions/{lesson}.ipynb: no cell `check_<name>(<your answer>)` after the answer of "
                           f"{', '.join(missing)}")
     return notebook
-
-
-def read_grader_name(config: Path) -> str | None:
-    """The grader's name kept in an existing nbgrader_config.py (a regenerated course keeps it)."""
-    if not config.exists():
-        return None
-    match = GRADER_NAME.search(config.read_text(encoding="utf-8"))
-    return match.group("name") if match else None
 
 
 def write_course(directory: Path, solutions: Path, lessons: list[str] | None = None,
@@ -207,8 +196,6 @@ def write_course(directory: Path, solutions: Path, lessons: list[str] | None = N
     _make_folder(directory)
     _make_folder(directory / "exchange")  # before any notebook is written: a file in its way stops nothing halfway
     config = directory / "nbgrader_config.py"
-    with _os_errors(config, "cannot be read"):
-        grader = read_grader_name(config) or f"_course_grader_{secrets.token_hex(8)}"
     written = []
     for lesson in chosen:
         path = solutions / f"{lesson}.ipynb"
@@ -216,14 +203,14 @@ def write_course(directory: Path, solutions: Path, lessons: list[str] | None = N
             if lessons:
                 raise SourceError(f"{path}: no solution notebook for lesson {lesson}")
             continue
-        notebook = source_notebook(nbformat.read(path, as_version=4), lesson, by_lesson[lesson], grader)
+        notebook = source_notebook(nbformat.read(path, as_version=4), lesson, by_lesson[lesson])
         target = directory / "source" / lesson / f"{lesson}.ipynb"
         _make_folder(target.parent)
         with _os_errors(target, "cannot be written"):
             nbformat.write(notebook, target)
         written.append(target)
     with _os_errors(config, "cannot be written"):
-        config.write_text(CONFIG.format(grader=grader, course_id=course_id, timeout=timeout), encoding="utf-8")
+        config.write_text(CONFIG.format(course_id=course_id, timeout=timeout), encoding="utf-8")
     return written
 
 
