@@ -172,7 +172,8 @@ class Submission:
         self.control.close()
 
 
-LIMITS = {"RLIMIT_CORE": 0, "RLIMIT_FSIZE": FILE_SIZE_LIMIT}  # no core files, no file larger than 256 MB
+# No core files, no file larger than 256 MB, at most 30 minutes of CPU for the process that runs the cells.
+LIMITS = {"RLIMIT_CORE": 0, "RLIMIT_FSIZE": FILE_SIZE_LIMIT, "RLIMIT_CPU": 1800}
 ZYGOTE: list = [None]  # the grading process's zygote (serve_requests), where there is one
 
 
@@ -182,10 +183,11 @@ def _limits() -> None:
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def grade(cells: list[dict], cwd: str, blocked: list[str], allowed: list[str], cell_seconds: float) -> dict:
+def grade(cells: list[dict], cwd: str, blocked: list[str], allowed: list[str], cell_seconds: float,
+          time_limit: float | None = None) -> dict:
     """``cells``: the notebook's code cells in order, each ``{"source": ...}`` or, for a test cell,
     ``{"exercise": name, "answer": name}``. Returns {cell index: {"passed": bool, "line": str}} for the test
-    cells."""
+    cells. ``time_limit``: seconds for every check (None: each check's own, as when grading a class)."""
     from course_lib.checks import registry, settings
 
     verdicts: dict[int, dict] = {}
@@ -232,7 +234,7 @@ def grade(cells: list[dict], cwd: str, blocked: list[str], allowed: list[str], c
                     if tried else f"the notebook defines no `{answer}`")
             verdicts[index], tried = {"passed": False, "line": f"✗ {exercise}: {line}"}, False
             continue
-        settings.time_limit, settings.apart = None, True
+        settings.time_limit, settings.apart = time_limit, True
         try:
             result = entry.check(session.root)
         finally:
