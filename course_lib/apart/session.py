@@ -14,6 +14,7 @@ of its sum with respect to the inputs (``_with_gradients``), so a check can stil
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import signal
@@ -113,24 +114,29 @@ class Session:
         self._kept: dict[int, object] = {}
         self._let_end: Callable[[], None] | None = None
         self.root = None
+        self.missing: str | None = None
         self.pid: int | None = None
 
     # --- starting and ending ---
 
     def start(self, seconds: float = START_SECONDS):
-        """Wait for the answer's process to say hello; ``root`` is then the answer (or a ``Remote`` of it)."""
+        """Wait for the answer's process to say hello; ``root`` is then the answer (or a ``Remote`` of it), and
+        ``missing`` the name the process was asked for when it has no such name (grading)."""
         try:
             header, blobs = wire.receive(self.sock, time.monotonic() + seconds)
             self.pid = header.get("hello") if type(header.get("hello")) is int else None
+            self.missing = str(header["missing"]) if "missing" in header else None
             self.root = wire.decode(header.get("root"), blobs, self._remote)
         except wire.WireError as error:
             self.close()
             raise AnswerGone(f"the process that runs your answer did not start ({error})") from None
         return self.root
 
-    def close(self) -> None:
+    def close(self, graceful: bool = True) -> None:
+        """End the session: the answer's process is told to leave (and reaped later), or killed now when not
+        ``graceful`` (an interrupt or an error in the check: it may still be running the answer)."""
         ended = False
-        if self.sock.fileno() >= 0 and self.ended is None:
+        if graceful and self.sock.fileno() >= 0 and self.ended is None:
             try:
                 wire.send(self.sock, {"op": "end"})
                 ended = True
@@ -145,8 +151,8 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, *exc) -> None:
+        self.close(graceful=kind is None)
 
     # --- requests ---
 
@@ -447,7 +453,15 @@ def fork_session(candidate, builtins=(), guard: Callable[[], object] | None = No
 
 
 _ENDING: list[tuple[int, float]] = []  # answer processes told to end: (pid, when)
+atexit.register(lambda: [_kill_quietly(pid) for pid, _ in _ENDING])
 _GRACE = 2.0  # seconds an answer process has to leave once told to end; then it is killed
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _reap() -> None:

@@ -8,6 +8,9 @@ and compares it with course_lib's reference. It returns a ``CheckResult`` that s
     ✗ scaled_dot_product_attention: scores not divided by √d (batch 2, T 3, d 4); seed 81234
 
 A failure names its seed: ``check_scaled_dot_product_attention(f, seed=81234)`` repeats the same inputs.
+On Linux your function runs in a copy of the notebook's process, made when the check starts: what it prints
+shows as usual, but what it changes there (a global, a list it appends to) stays in the copy, and a copy
+that runs past the time limit is stopped, whatever your code catches.
 A check never raises: an unfinished exercise (``raise NotImplementedError``) reads "not implemented
 yet", and any other error, a missing ``return``, a wrong shape or dtype, NaN, a changed input or an
 answer that runs past the time limit (``settings.time_limit``, 5 s by default) is explained in that line.

@@ -96,7 +96,7 @@ class Submission:
         """A ``Session`` with a fresh copy of the submission's process holding ``answer``; None when the
         submission defines no such name."""
         from course_lib.apart.notebook import FD_MESSAGE
-        from course_lib.apart.session import Session
+        from course_lib.apart.session import AnswerGone, Session
 
         try:
             self.wire.send(self.control, {"op": "session", "answer": answer, "builtins": list(builtins)})
@@ -121,16 +121,14 @@ class Submission:
             claimed = None
         session = Session(copy, lambda: self._end_copy(claimed), show_output=False)
         try:
-            header, blobs = self.wire.receive(copy, time.monotonic() + START_SECONDS)
-        except self.wire.WireError:
-            session.close()
+            session.start(START_SECONDS)
+        except AnswerGone:
             self._wait_session_over()
             raise SubmissionGone("the copy that holds the answer did not start") from None
-        if "missing" in header:
+        if session.missing is not None:
             session.close()
             self._wait_session_over()
             return None
-        session.root = self.wire.decode(header.get("root"), blobs, session._remote)
         return session
 
     def end_session(self, session) -> None:
