@@ -184,8 +184,9 @@ def graded(tmp_path_factory):
     submit(course, FULL, "correct", solutions(course, FULL))
     submit(course, FULL, "mistaken", {name: code for name, (code, _) in MISTAKES[FULL].items()})
     right = solutions(course, FULL)
+    # ... and ends the kernel in a cell of its own (os._exit): that cell alone is lost, in nbgrader's run too
     submit(course, FULL, "crashing", right, before={CRASHES: "raise RuntimeError('a bug in my cell')\n"},
-           delete_test=DELETED)
+           delete_test=DELETED, extra_cell="import os\nos._exit(1)\n")
     submit(course, FULL, "sabotaging", {
         **right,  # every other exercise answered right
         # os._exit inside the answer: only the check's forked copy ends, not the grading kernel
@@ -321,6 +322,7 @@ def test_a_crash_loses_only_its_own_exercise(graded):
     total = sum(points_of[FULL].values())
     assert score(grades, FULL, "crashing") == (total - points_of[FULL][CRASHES], total)
     assert "a bug in my cell" in feedback(course, FULL, "crashing")
+    assert "DeadKernelError" in feedback(course, FULL, "crashing")  # marked; the kernel started again
     restored = nbformat.read(course / "autograded" / "crashing" / FULL / f"{FULL}.ipynb", as_version=4)
     test = [cell for cell in restored.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == f"check_{DELETED}"]
     assert len(test) == 1 and "✓ position_similarity" in json.dumps(test[0].outputs, ensure_ascii=False)
