@@ -31,6 +31,13 @@ from course_lib.tools.nbgrader_course import CHECK_CALL
 STOPPED = ("CellTimeoutError", "KeyboardInterrupt", "DeadKernelError")  # how nbgrader's run marks a stopped cell
 
 
+def check_call(source: str):
+    """The ``check_<name>(<answer>)`` match of a test cell's one line of code: comments aside (nbgrader puts
+    a comment line above a test cell it restored), or None."""
+    code = [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return CHECK_CALL.match(code[0]) if len(code) == 1 else None
+
+
 class ExecuteGently(Execute):
     """nbgrader's ``Execute``; a cell that outlives its interrupt, or kills the kernel, is marked and skipped."""
 
@@ -68,7 +75,7 @@ class GradeApart(Preprocessor):
             if cell.cell_type != "code":
                 continue
             meta = cell.metadata.get("nbgrader", {})
-            match = CHECK_CALL.match(cell.source) if meta.get("grade") and not meta.get("solution") else None
+            match = check_call(cell.source) if meta.get("grade") and not meta.get("solution") else None
             if match:
                 tests[len(cells)] = cell
                 cells.append({"exercise": match.group("name"), "answer": match.group("answer")})
@@ -114,7 +121,7 @@ def _graded_apart(cell) -> bool:
     """Whether ``cell`` is one of the course's test cells (``check_<name>(<answer>)``, an nbgrader grade cell)."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return (cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
-            and CHECK_CALL.match(cell.get("source", "")) is not None)
+            and check_call(cell.get("source", "")) is not None)
 
 
 def _timed_out(cell) -> bool:
