@@ -49,10 +49,10 @@ LESSON_CASE_MODULES = [importlib.import_module(path.stem)
 
 
 @pytest.fixture(autouse=True)
-def _answers_where_the_test_says(request, monkeypatch):
-    """Answers run in the test's process unless the test is marked ``apart`` (see pyproject.toml's markers)."""
-    if request.node.get_closest_marker("apart") is None:
-        monkeypatch.setattr(checks.settings, "apart", False)
+def _answers_in_this_process(monkeypatch):
+    """Here answers run in the test's process: the checks' logic is the same wherever the answer runs, and a fork
+    per check would triple the fast loop. tests/test_checks_apart.py runs the right and wrong answers apart."""
+    monkeypatch.setattr(checks.settings, "apart", False)
 
 
 def _merged(table: str, empty):
@@ -111,26 +111,6 @@ def test_every_exercise_has_a_check_with_cases():
         assert {case[0] for case in getattr(module, "NAMED_MISTAKES", []) + getattr(module, "CHEATS", [])} \
             | set(getattr(module, "REPLAYABLE", [])) <= set(names), lesson
     assert len(LESSON_CASE_MODULES) == len(checks.EXERCISES)
-
-
-@pytest.mark.apart
-@pytest.mark.parametrize("check, label, implementation", _params("right"))
-def test_check_accepts_valid_implementation(check, label, implementation):
-    result = check(implementation)
-    assert result.passed, repr(result)
-    assert repr(result).startswith(f"✓ {check.exercise}: ")
-
-
-@pytest.mark.apart
-@pytest.mark.parametrize("check, label, implementation, diagnosis", _params("wrong"))
-def test_check_rejects_mistake_with_diagnosis(check, label, implementation, diagnosis):
-    result = check(implementation)
-    assert not result.passed and result.implemented, repr(result)
-    alternatives = diagnosis if isinstance(diagnosis, tuple) else (diagnosis,)
-    assert any(words in result.message for words in alternatives), repr(result)
-    assert "the check itself failed" not in result.message
-    line = repr(result)
-    assert line.startswith(f"✗ {check.exercise}: ") and "\n" not in line
 
 
 # The named mistakes of the course's issue, each diagnosed by name.
@@ -536,18 +516,6 @@ def test_answers_learnt_by_heart_fail(name, label, make_cheat, seed):
     assert not registry.get(name).check(make_cheat(), seed=seed).passed
 
 
-@pytest.mark.apart
-def test_a_recording_stays_in_the_answers_process():
-    seen = []
-
-    def spy(scores):
-        seen.append(scores)
-        return torch.softmax(scores, dim=-1)
-
-    assert check_softmax(spy).passed
-    assert seen == []  # the answer ran in a forked copy; nothing it did reached this process
-
-
 def test_failures_name_sizes_and_seed_and_the_seed_repeats_them():
     result = check_softmax(lambda x: torch.softmax(x, dim=0), seed=4321)
     assert re.search(r"\(a \(\d+, \d+\) matrix, one softmax per row\); seed 4321$", result.message), repr(result)
@@ -660,20 +628,6 @@ def test_a_pending_alarm_and_its_handler_survive_a_check():
         signal.signal(signal.SIGALRM, previous)
 
 
-@pytest.mark.apart
-def test_keyboard_interrupt_is_not_swallowed():
-    import signal
-
-    def interrupted(*args):
-        raise KeyboardInterrupt
-
-    before = signal.getsignal(signal.SIGALRM)
-    with pytest.raises(KeyboardInterrupt):
-        check_softmax(interrupted)
-    assert signal.getsignal(signal.SIGALRM) is before
-    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
-
-
 def test_a_check_in_a_worker_thread_runs_without_a_limit():
     import threading
     results = []
@@ -784,14 +738,6 @@ def _as_module(answer):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_odd_answers_get_a_diagnosis_never_a_check_failure(name):
-    _odd_answers_get_a_diagnosis(name)
-
-
-# What an odd answer returns crosses from the answer's process as plain data or a handle: a function, a class,
-# a training step and a NumPy-taking exercise, each with every odd answer, in their own processes.
-@pytest.mark.apart
-@pytest.mark.parametrize("name", ["softmax", "multi_head_attention", "train_step", "probe_accuracy"])
-def test_odd_answers_get_a_diagnosis_when_they_run_apart(name):
     _odd_answers_get_a_diagnosis(name)
 
 

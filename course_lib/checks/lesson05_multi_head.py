@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from course_lib.models.attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
 from course_lib.apart.session import is_instance, type_name
+from course_lib.models.attention import MultiHeadAttention, causal_mask, merge_heads, split_heads
 
 from .kit import Fail, Inputs, call, check, compare, describe_type, lazy, non_contiguous, seeded_module, summary, unpack_pair
 from .lesson04_self_attention import ATTENTION_MISTAKES, attention_variant

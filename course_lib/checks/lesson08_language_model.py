@@ -7,7 +7,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from course_lib.apart.stand_ins import SGD, CausalAverage, PositionWise
 
