@@ -36,17 +36,11 @@ def pytest_unconfigure(config):
         os.environ.pop("COURSE_LIB_CACHE", None)
 
 
-# The test files that take longest (tens of seconds each, on one worker under --dist loadfile): handed out first,
-# so that the short files fill the other worker around them instead of one worker finishing alone at the end.
-_LONGEST = ("test_nbgrader.py", "test_checks.py", "test_hub.py", "test_browser.py", "test_exercise_builder.py",
-            "test_checks_apart.py", "test_thread_counts.py")
-
-
-def _cache_role(path) -> float:
+def _cache_role(path) -> int:
     """0: a notebook that trains a model the cache keeps (lesson 08's reference, lesson 11's digit transformer);
-    2: one that loads such a model; 0.5: one of the longest test files (in ``_LONGEST``'s order); 1: the rest."""
+    2: one that loads such a model; 1: everything else."""
     if path.suffix != ".ipynb":
-        return 0.5 + _LONGEST.index(path.name) / 100 if path.name in _LONGEST else 1
+        return 1
     text = path.read_text(encoding="utf-8")
     if "train_reference_model(" in text or "train_digit_vit(" in text:
         return 0
@@ -55,8 +49,7 @@ def _cache_role(path) -> float:
 
 def pytest_collection_modifyitems(session, config, items):
     """Run the notebooks that train a cached model first and those that load one last: then they find it in
-    the cache instead of waiting for it or training it again (xdist hands out files in this order). The longest
-    test files come right after the trainers."""
+    the cache instead of waiting for it or training it again (xdist hands out files in this order)."""
     if not config.getoption("--slow-notebooks"):
         skip = pytest.mark.skip(reason="minutes of training at two more thread counts: run with --slow-notebooks")
         for item in items:

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Cont
 NO_NBGRADER = "instructor packages not installed: pip install -r requirements-instructor.txt"
 
 ROOT = Path(__file__).resolve().parent.parent
-CELL_TIMEOUT = 10  # the test's per-cell limit: the cheating student's hang costs this once
+CELL_TIMEOUT = 6  # the test's per-cell limit (lesson 06's slowest cell takes about 2 s): the cheating student's hang costs it once
 
 # Lesson 06 is graded for seven students; lesson 01 is generated and released. A lesson that gains an
 # exercise stays covered: the correct student's answers come from the source notebook, points from its cells.
