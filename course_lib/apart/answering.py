@@ -28,7 +28,8 @@ import torch
 
 
 class AnswerFailed(Exception):
-    """The answer raised, or did something the check cannot accept; ``message`` says what, for the learner."""
+    """Stops a check with a diagnosis: the answer raised, or did something the check cannot accept; ``message``
+    says what, for the learner. The checks know it as ``Fail`` (``course_lib.checks.result``)."""
 
     def __init__(self, message: str, about_inputs: bool = True):
         super().__init__(message)
@@ -37,7 +38,8 @@ class AnswerFailed(Exception):
 
 
 class AnswerNotImplemented(Exception):
-    """The exercise itself still raises NotImplementedError."""
+    """The exercise itself still raises NotImplementedError: reads "not implemented yet". The checks know it as
+    ``NotImplementedYet``."""
 
 
 LEARNER_RUNNING = [False]  # True only while ``call`` runs the learner's code: the check's own calls don't count

@@ -109,8 +109,7 @@ def serve(sock: socket.socket, root, builtins=(), guard=None, output: CappedOutp
         handles[number] = obj
         kind = type(obj)
         mro = [f"{k.__module__}.{k.__qualname__}" for k in getattr(kind, "__mro__", (kind,))]
-        return {"remote": number, "type": kind.__name__, "mro": mro, "callable": callable(obj),
-                "is_class": isinstance(obj, type)}
+        return {"remote": number, "type": kind.__name__, "mro": mro, "callable": callable(obj)}
 
     def ask(number: int, args, kwargs):
         """A call of one of the check's own functions (a ``CallBack``), made by the answer."""

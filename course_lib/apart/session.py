@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from . import wire
-from .answering import AnswerFailed, AnswerNotImplemented
+from .answering import AnswerFailed, AnswerNotImplemented, Delegation
+from .serve import prepare_process, serve
 
 START_SECONDS = 10.0  # for the answer's process to say hello (a fork, or a fork of the grading worker)
 
@@ -96,10 +97,6 @@ def is_callable(obj) -> bool:
     return bool(obj._info.get("callable")) if isinstance(obj, Remote) else callable(obj)
 
 
-def is_class(obj) -> bool:
-    return bool(obj._info.get("is_class")) if isinstance(obj, Remote) else isinstance(obj, type)
-
-
 class Session:
     """One conversation with an answer's process: ``root`` (the answer), ``call``, ``invoke``, ``getattr``;
     ``counts`` (calls of each built-in), ``reference_calls``, ``deadline`` (``time.monotonic()``, or None)."""
@@ -115,7 +112,6 @@ class Session:
         self._let_end: Callable[[], None] | None = None
         self.root = None
         self.missing: str | None = None
-        self.pid: int | None = None
 
     # --- starting and ending ---
 
@@ -124,7 +120,6 @@ class Session:
         ``missing`` the name the process was asked for when it has no such name (grading)."""
         try:
             header, blobs = wire.receive(self.sock, time.monotonic() + seconds)
-            self.pid = header.get("hello") if type(header.get("hello")) is int else None
             self.missing = str(header["missing"]) if "missing" in header else None
             self.root = wire.decode(header.get("root"), blobs, self._remote)
         except wire.WireError as error:
@@ -252,10 +247,6 @@ class Session:
 
     def _remote(self, info: dict) -> Remote:
         return Remote(self, info)
-
-
-def _why(error: BaseException) -> str:
-    return str(error) or type(error).__name__
 
 
 # --- writing a call's effects back into the check's own inputs ---------------------------------------------------
@@ -407,9 +398,6 @@ def can_fork() -> bool:
 def fork_session(candidate, builtins=(), guard: Callable[[], object] | None = None) -> Session:
     """A session whose answer's process is a fork of this one, holding ``candidate``. ``guard()`` makes the
     context that counts calls of the check's reference there."""
-    from .answering import Delegation
-    from .serve import prepare_process, serve
-
     _reap()
     Delegation.prepare(builtins)
     parent, child = socket.socketpair()

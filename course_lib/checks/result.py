@@ -11,8 +11,8 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from course_lib.apart.answering import (INTEGER_DTYPE, describe_exception, first_line,  # noqa: F401 - re-exported
-                                       integer_dtype_error)
+from course_lib.apart.answering import (INTEGER_DTYPE, AnswerFailed, AnswerNotImplemented,  # noqa: F401
+                                       describe_exception, first_line, integer_dtype_error)
 from course_lib.apart.session import Remote, type_name
 
 NOT_IMPLEMENTED = "not implemented yet (replace the `raise NotImplementedError` line with your code)"
@@ -41,17 +41,9 @@ class CheckResult:
         return self.passed
 
 
-class Fail(Exception):
-    """Raised inside a check to stop it with a diagnosis; the decorator turns it into a result."""
-
-    def __init__(self, message: str, about_inputs: bool = True):
-        super().__init__(message)
-        self.message = message
-        self.about_inputs = about_inputs  # False: the same on any input, so the message names no seed
-
-
-class NotImplementedYet(Exception):
-    """Raised by ``call`` when the exercise itself still raises NotImplementedError: reads "not implemented yet"."""
+# What the check's body raises and what the answer's side raises are one exception each, wherever the answer ran.
+Fail = AnswerFailed  # Fail(message, about_inputs=False): the message holds on any input, so it names no seed
+NotImplementedYet = AnswerNotImplemented  # raised by ``call`` when the exercise itself is unfinished
 
 
 def summary(n_cases: int, kinds: Sequence[str], verified: str = "matches the reference") -> str:

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from course_lib.apart.answering import (LEARNER_RUNNING, AnswerFailed, AnswerNotImplemented, Delegation,
-                                       delegation_note, run_answer, world_kept)
+from course_lib.apart.answering import LEARNER_RUNNING, Delegation, delegation_note, run_answer, world_kept
 from course_lib.apart.session import AnswerTimedOut, Remote, can_fork, fork_session, is_callable
 
 from . import registry
@@ -211,11 +210,6 @@ def check(name: str, *, lesson: str, reference: Callable, builtins: Sequence[str
                 seeded = f"; seed {seed}" if seed is not None else ""
                 return CheckResult(name, False, f"your answer took longer than {slow.seconds:g} s{where}: it may "
                                                 f"loop forever; check that every loop ends{seeded}")
-            except AnswerNotImplemented:
-                return CheckResult(name, False, NOT_IMPLEMENTED, implemented=False)
-            except AnswerFailed as failure:  # the answer's process ended while the check read an attribute
-                seeded = f"; seed {seed}" if failure.about_inputs and seed is not None else ""
-                return CheckResult(name, False, failure.message + seeded)
             except Exception as error:  # a bug in the check must not look like the learner's
                 return CheckResult(name, False, f"the check itself failed ({type(error).__name__}: "
                                                 f"{first_line(error)}); please report this to the course")
@@ -269,10 +263,6 @@ def call(candidate: Callable, args: Sequence, names: Sequence[str], label: str, 
             result = candidate._session.call(candidate, args, label)
         else:
             result = run_answer(candidate, args, label)
-    except AnswerNotImplemented:
-        raise NotImplementedYet from None
-    except AnswerFailed as failure:
-        raise Fail(failure.message, about_inputs=failure.about_inputs) from None
     except AnswerTimedOut as late:
         slow = TooSlow(late.seconds)
         slow.label = label

@@ -36,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+REFUSED = "0 points: the submission called or read the course's checks or solutions while it was graded"
 START_SECONDS = 120.0  # a fresh Python with PyTorch, on a busy machine
 MAX_RESTARTS = 3
 FILE_SIZE_LIMIT = 256 << 20  # bytes one file written by a submission may reach
@@ -210,8 +211,7 @@ def grade(cells: list[dict], cwd: str, blocked: list[str], allowed: list[str], c
                 restarts += 1
             continue
         answer = str(cell.get("answer"))
-        if tried and (exercise not in registry.REGISTRY or submission is None):
-            tried = False
+        attempted, tried = tried, False  # a refused read since the last exercise counts against this one
         if exercise not in registry.REGISTRY:
             verdicts[index] = {"passed": False, "line": f"✗ {exercise}: the grader knows no such exercise"}
             continue
@@ -228,9 +228,8 @@ def grade(cells: list[dict], cwd: str, blocked: list[str], allowed: list[str], c
                                                         f"exercise (a cell before it ended or hung the process)"}
             continue
         if session is None:
-            line = (f"0 points: the submission called or read the course's checks or solutions while it was graded"
-                    if tried else f"the notebook defines no `{answer}`")
-            verdicts[index], tried = {"passed": False, "line": f"✗ {exercise}: {line}"}, False
+            line = REFUSED if attempted else f"the notebook defines no `{answer}`"
+            verdicts[index] = {"passed": False, "line": f"✗ {exercise}: {line}"}
             continue
         settings.time_limit, settings.apart = time_limit, True
         try:
@@ -240,17 +239,10 @@ def grade(cells: list[dict], cwd: str, blocked: list[str], allowed: list[str], c
                 submission.end_session(session)
             except SubmissionGone:
                 submission = None
-        cheated, tried = tried or session.reference_calls > 0 or result.used_reference, False
-        if cheated:
-            verdicts[index] = {"passed": False, "line": f"✗ {exercise}: 0 points: the submission called or read "
-                                                        f"the course's checks or solutions while it was graded"}
-        elif not result.passed:
-            verdicts[index] = {"passed": False, "line": str(result)}
-        elif result.used_reference:
-            verdicts[index] = {"passed": False, "line": f"✗ {exercise}: 0 points: the submission called or read "
-                                                        f"the course's checks or solutions while it was graded"}
+        if attempted or session.reference_calls > 0 or result.used_reference:
+            verdicts[index] = {"passed": False, "line": f"✗ {exercise}: {REFUSED}"}
         else:
-            verdicts[index] = {"passed": True, "line": str(result)}
+            verdicts[index] = {"passed": result.passed, "line": str(result)}
     if submission is not None:
         submission.close()
     return verdicts
