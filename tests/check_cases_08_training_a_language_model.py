@@ -333,11 +333,12 @@ def step_loss_after(model, optimizer, ids, pad_id):
 STEP_RIGHT = [("zero_grad, loss, backward, step", step_right),
               ("model.zero_grad, slice the logits, boolean mask", step_slice_logits)]
 STEP_WRONG = [
-    ("the given buggy loop", step_buggy, "predicts each token from itself and counts the padding"),
-    ("no zero_grad", step_no_zero_grad, "old gradients were not cleared"),
-    ("no shift", step_no_shift, "predicts each token from itself"),
-    ("padding counted", step_padding_counted, "counts the padding"),
-    ("no step", step_no_step, "did not change"),
+    ("the given buggy loop", step_buggy, "as if each position could see the token it must predict, and it changes "
+                                         "when only the padding changes"),
+    ("no zero_grad", step_no_zero_grad, "not one step on this batch's gradient alone"),
+    ("no shift", step_no_shift, "as if each position could see the token it must predict"),
+    ("padding counted", step_padding_counted, "changes when only the padding changes"),
+    ("no step", step_no_step, "did not change, so the loss cannot fall"),
     ("zero_grad between backward and step", step_zero_grad_late, "did not change"),
     ("returns the tensor", step_returns_tensor, "returns a tensor"),
     ("loss after the step", step_loss_after, "after the update"),
@@ -363,9 +364,9 @@ NAMED_MISTAKES = [
     ("sample_next_token", sample_global_rng, "ignores the generator"),
     ("sample_next_token", sample_argmax_batch_axis, "over the batch axis"),
     ("sample_next_token", sample_divides_by_zero, "divides by temperature 0"),
-    ("train_step", step_no_zero_grad, "old gradients were not cleared"),
-    ("train_step", step_no_shift, "predicts each token from itself"),
-    ("train_step", step_padding_counted, "counts the padding"),
+    ("train_step", step_no_zero_grad, "not one step on this batch's gradient alone"),
+    ("train_step", step_no_shift, "as if each position could see the token it must predict"),
+    ("train_step", step_padding_counted, "changes when only the padding changes"),
     ("train_step", step_no_step, "did not change"),
     ("train_step", step_returns_tensor, "returns a tensor"),
 ]

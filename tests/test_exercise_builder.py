@@ -36,7 +36,7 @@ def exercises(argv: list[str]) -> int:
 SOLUTION_CELL = '''def double(x):
     """x -> 2 x."""
     ### BEGIN SOLUTION
-    # HINT: multiply by two.
+    # HINT: return 2 x.
     y = x * 2
     return y
     ### END SOLUTION'''
@@ -44,13 +44,13 @@ SOLUTION_CELL = '''def double(x):
 
 def test_region_becomes_raise_with_hint_keeping_def_and_docstring():
     assert strip_solutions(SOLUTION_CELL) == (
-        'def double(x):\n    """x -> 2 x."""\n    raise NotImplementedError("Hint: multiply by two.")')
+        'def double(x):\n    """x -> 2 x."""\n    raise NotImplementedError("Your code here: return 2 x.")')
 
 
 def test_region_without_hint_gets_default_and_keeps_indentation():
     source = "class A:\n    def f(self):\n        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION\n\nprint(2)"
     assert strip_solutions(source) == (
-        'class A:\n    def f(self):\n        raise NotImplementedError("Hint: Replace this line with your code.")'
+        'class A:\n    def f(self):\n        raise NotImplementedError("Your code here.")'
         '\n\nprint(2)')
 
 
@@ -59,7 +59,7 @@ def test_several_regions_and_quotes_in_hints():
               'def g():\n    ### BEGIN SOLUTION\n    return 2\n    ### END SOLUTION')
     stripped = strip_solutions(source)
     assert stripped.count("raise NotImplementedError") == 2
-    assert 'raise NotImplementedError("Hint: use \\"quotes\\"")' in stripped
+    assert 'raise NotImplementedError("Your code here: use \\"quotes\\"")' in stripped
     assert "return 1" not in stripped and "return 2" not in stripped
     assert solution_regions(source) == [['    # HINT: use "quotes"', "    return 1"], ["    return 2"]]
 
@@ -163,7 +163,7 @@ def test_build_check_rebuild_and_backup_of_a_learners_edits(tmp_path, capsys):
     assert exercises(["build", "--root", str(root)]) == 0
     assert "exercises/01_demo.ipynb: written" in capsys.readouterr().out
     built = _read(exercise_path)
-    assert built.cells[1].source.endswith('raise NotImplementedError("Hint: multiply by two.")')
+    assert built.cells[1].source.endswith('raise NotImplementedError("Your code here: return 2 x.")')
     assert built.cells[2].outputs[0]["text"] == "double: not implemented yet\n"  # executed in a kernel
     assert [c.execution_count for c in built.cells if c.cell_type == "code"] == [1, 2]
     assert built.metadata["course_lib"]["fingerprint"] == fingerprint(built, load_sanitizers(root))

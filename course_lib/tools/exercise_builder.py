@@ -5,8 +5,10 @@
                                                     that differs from what build would write
 
 In a solution notebook, the code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (nbgrader's
-markers) becomes one line, ``raise NotImplementedError("<hint>")``, indented like the markers; the hint
-is the text of a ``# HINT: ...`` comment inside the region. Cells tagged ``solution-only`` are left out.
+markers) becomes one line, ``raise NotImplementedError("Your code here: <hint>")``, indented like the markers;
+the hint is the text of a ``# HINT: ...`` comment inside the region. It says what to write (what the code
+returns, its shape), never how: the learner sees it first, before any hint cell. Cells tagged
+``solution-only`` are left out.
 The exercise notebook is then executed top to bottom in exercises/, so its stored outputs are what a
 learner sees on a fresh run (checks saying "not implemented yet").
 
@@ -49,7 +51,7 @@ from pathlib import Path
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[ \t]*$")
 END = re.compile(r"^[ \t]*### END SOLUTION[ \t]*$")
 HINT = re.compile(r"^[ \t]*#[ \t]*HINT:[ \t]*(?P<text>.*?)[ \t]*$")
-DEFAULT_HINT = "Replace this line with your code."
+STUB_MESSAGE = "Your code here"  # the stub's message: this, then ": <hint>" when the region has a # HINT: line
 SOLUTION_ONLY_TAG = "solution-only"
 METADATA_KEY = "course_lib"
 NOTEBOOK = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
@@ -65,7 +67,7 @@ class BuildError(Exception):
 
 
 def strip_solutions(source: str, where: str = "cell") -> str:
-    """Replace each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region by ``raise NotImplementedError(hint)``."""
+    """Replace each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region by ``raise NotImplementedError(message)``."""
     out: list[str] = []
     region: list[str] | None = None
     indent = ""
@@ -82,8 +84,8 @@ def strip_solutions(source: str, where: str = "cell") -> str:
             raise BuildError(f"{where}, line {number}: ### BEGIN SOLUTION inside another solution region")
         elif end:
             hints = [m.group("text") for m in map(HINT.match, region) if m and m.group("text")]
-            hint = " ".join(hints) if hints else DEFAULT_HINT
-            out.append(f"{indent}raise NotImplementedError({json.dumps('Hint: ' + hint, ensure_ascii=False)})")
+            message = f"{STUB_MESSAGE}: {' '.join(hints)}" if hints else f"{STUB_MESSAGE}."
+            out.append(f"{indent}raise NotImplementedError({json.dumps(message, ensure_ascii=False)})")
             region = None
         else:
             region.append(line)
