@@ -201,6 +201,25 @@ def test_agreement_accuracy_counts_the_right_verb_form(sentences):
         agreement_accuracy(VerbOracle(sentences, vocab, 0), [], vocab)
 
 
+def test_subject_head_figures_count_where_one_head_looks(model_and_ids):
+    model, _ = model_and_ids
+    vocab = agreement_vocabulary()
+    sentences = AgreementGrammar(seed=6).sentences(40, min_attractors=1)
+    ids, _ = encode_sentences(sentences, vocab)
+    weights = capture_attention(model, ids)  # (batch, layers, heads, query, key)
+    layer, head = weights.shape[1] - 1, weights.shape[2] - 1
+    rows = [weights[i, layer, head, s.verb - 1] for i, s in enumerate(sentences)]  # each (key,)
+    figures = analysis.subject_head_figures(model, (layer, head), sentences, vocab)
+    assert figures["subject_hit_rate"] == round(sum(int(r.argmax()) == s.subject for r, s in zip(rows, sentences)) / 40, 3)
+    assert figures["subject_head_weight"] == round(sum(float(r[s.subject]) for r, s in zip(rows, sentences)) / 40, 3)
+    assert figures["agreement_accuracy"] == round(agreement_accuracy(model, sentences, vocab), 3)
+    assert figures["baselines"] == {k: round(v, 3) for k, v in subject_baselines(sentences).items()}
+    with pytest.raises(ValueError, match=r"head \(0, 9\) is not in this model: layers 0\.\.\d, heads 0\.\.\d"):
+        analysis.subject_head_figures(model, (0, 9), sentences, vocab)
+    with pytest.raises(TypeError, match="head must be a pair"):
+        analysis.subject_head_figures(model, 2, sentences, vocab)
+
+
 # Every public entry that takes the grammar's sentences, called with everything else right.
 SENTENCE_ENTRIES = {
     "agreement_accuracy": lambda model, sentences, vocab: agreement_accuracy(model, sentences, vocab),
@@ -214,6 +233,7 @@ SENTENCE_ENTRIES = {
     "encode_sentences": lambda model, sentences, vocab: encode_sentences(sentences, vocab),
     "verb_ids": lambda model, sentences, vocab: verb_ids(sentences, vocab),
     "subject_baselines": lambda model, sentences, vocab: subject_baselines(sentences),
+    "subject_head_figures": lambda model, sentences, vocab: analysis.subject_head_figures(model, (0, 0), sentences, vocab),
     "head_report": lambda model, sentences, vocab: __import__(
         "course_lib.experiments.head_report", fromlist=["head_report"]).head_report(model, sentences, vocab),
 }

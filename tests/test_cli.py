@@ -101,8 +101,11 @@ GOOD = {"threads": 2, "torch": "2.x", "mha_ratio": 0.8, "block_ratio": 0.9, "tra
         "details_ms": {name: {"ours_ms": 1.0, "theirs_ms": 1.0} for name in ("mha", "block", "train_step")},
         "checks": {"slowest": "double", "slowest_seconds": 0.01, "total_seconds": 0.05, "count": 18},
         "reference": {"seconds": 12.0, "threads": 1, "seed": 0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95,
-                      "subject_head": [1, 2], "previous_token_weight": 0.9, "previous_token_head": [0, 1],
-                      "baselines": {"most_common_position": 0.18, "first_noun": 0.4, "nearest_noun_before_verb": 0.0}}}
+                      "subject_head": [1, 2], "neighbour_head_weight": 0.9, "neighbour_head": [0, 1],
+                      "best_previous_token_weight": 0.29,
+                      "baselines": {"most_common_position": 0.18, "first_noun": 0.4, "nearest_noun_before_verb": 0.0},
+                      "shortcut_free": {"subject_hit_rate": 0.97, "agreement_accuracy": 0.99, "subject_head_weight": 0.9,
+                                        "baselines": {"first_noun": 0.5, "after_last_comma": 0.5}}}}
 
 
 def _bench_returning(monkeypatch, results):
@@ -131,6 +134,10 @@ def test_bench_exits_1_naming_the_missed_targets(mode, monkeypatch, capsys):
     else:
         assert ("missed: mha_ratio = 1.3 (target <= 1.25); reference.seconds = 99.0 "
                 f"(target <= {bench.REFERENCE.max_seconds})") in out
+        assert "every head's previous-token weight <= 0.29" in out
+        assert ("sentences no shortcut explains: the subject head finds the subject in 0.97, agreement 0.990; "
+                "baselines the first noun 0.50, the first noun after the last comma before the verb (else the "
+                "first noun) 0.50") in out
 
 
 def test_bench_json_has_the_documented_keys(monkeypatch, capsys):
@@ -164,10 +171,10 @@ def test_doctor_help_and_bad_options_do_not_run_it(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("reference, missed", [
-    ({"seconds": 12.0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95, "previous_token_weight": 0.9}, []),
-    ({"seconds": 99.0, "agreement_accuracy": 0.97, "subject_head_weight": 0.5, "previous_token_weight": 0.3},
+    ({"seconds": 12.0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95, "neighbour_head_weight": 0.9}, []),
+    ({"seconds": 99.0, "agreement_accuracy": 0.97, "subject_head_weight": 0.5, "neighbour_head_weight": 0.3},
      ["reference.seconds", "reference.agreement_accuracy", "reference.subject_head_weight",
-      "reference.previous_token_weight"]),
+      "reference.neighbour_head_weight"]),
 ])
 def test_bench_reports_missed_targets(reference, missed):
     results = {"mha_ratio": 1.3, "block_ratio": 1.0, "train_step_ratio": 1.1, "reference": reference,
@@ -204,7 +211,7 @@ def test_doctor_says_whether_the_reference_result_holds_here(run, ok, monkeypatc
     check = doctor.check_reference()
     assert check.ok is ok and check.name == "reference result"
     assert f"verb->subject head {run.subject_head_weight:.2f} (>= 0.8)" in check.detail
-    assert "previous-word head" in check.detail and "thread(s)" in check.detail
+    assert "neighbour head" in check.detail and "thread(s)" in check.detail
     if not ok:
         assert "report" in check.line()
 
@@ -234,8 +241,9 @@ def test_record_seed_matrix_runs_every_seed_at_every_thread_count_and_reports_th
         seen.append((seed, threads))
         weight = 0.5 if (seed, threads) == (1, 2) else 0.9
         return {"seconds": 1.0, "threads": threads, "seed": seed, "agreement_accuracy": 1.0,
-                "subject_head_weight": weight, "subject_head": [1, 0], "previous_token_weight": 0.95,
-                "previous_token_head": [0, 1], "baselines": {}}
+                "subject_head_weight": weight, "subject_head": [1, 0], "neighbour_head_weight": 0.95,
+                "neighbour_head": [0, 1], "baselines": {},
+                "shortcut_free": {"subject_hit_rate": 0.97}}
 
     before = torch.get_num_threads()
     monkeypatch.setattr(record, "reference_figures", figures)
@@ -275,8 +283,9 @@ def _record_stubbed(monkeypatch, tmp_path, weight):
 
     def figures(seed=0):
         return {"seconds": 1.0, "threads": torch.get_num_threads(), "seed": seed, "agreement_accuracy": 1.0,
-                "subject_head_weight": weight, "subject_head": [1, 0], "previous_token_weight": 0.95,
-                "previous_token_head": [0, 1], "baselines": {}}
+                "subject_head_weight": weight, "subject_head": [1, 0], "neighbour_head_weight": 0.95,
+                "neighbour_head": [0, 1], "baselines": {},
+                "shortcut_free": {"subject_hit_rate": 0.97}}
 
     monkeypatch.setattr(record, "reference_figures", figures)
     monkeypatch.setattr(record, "RECORDED_SEED_MATRIX", tmp_path / "matrix.json")

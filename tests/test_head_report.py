@@ -65,7 +65,9 @@ def test_head_report_table_is_stable_text(small_model_and_data):
     b = report.baselines
     assert lines[-1] == ("baselines, the fraction of sentences whose subject a rule finds: the noun at the most "
                          f"common subject position {b['most_common_position']:.2f}, the first noun "
-                         f"{b['first_noun']:.2f}, the nearest noun before the verb {b['nearest_noun_before_verb']:.2f}")
+                         f"{b['first_noun']:.2f}, the second noun {b['second_noun']:.2f}, the nearest noun before the "
+                         f"verb {b['nearest_noun_before_verb']:.2f}, the first noun after the last comma before the verb "
+                         f"(else the first noun) {b['after_last_comma']:.2f}")
 
 
 def test_head_report_plot_and_bad_input(small_model_and_data):

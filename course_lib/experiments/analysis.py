@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from course_lib.models.attention import MultiHeadAttention
-from course_lib.experiments.grammar import Sentence, encode_sentences, require_sentences, verb_ids
+from course_lib.experiments.grammar import Sentence, encode_sentences, require_sentences, subject_baselines, verb_ids
 from course_lib.experiments.vocab import Vocabulary
 
 
@@ -296,6 +296,37 @@ def head_scores(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary) 
     real = (query[None, :] < lengths[:, None]).float()  # (B, T-1): skip padding positions
     previous_token = (previous * real[:, None, None]).sum((0, 3)) / real.sum().clamp(min=1)
     return {"previous_token": previous_token, "neighbour": neighbour, "verb_to_subject": verb_to_subject}
+
+
+@torch.no_grad()
+def subject_head_figures(model: nn.Module, head, sentences: list[Sentence], vocab: Vocabulary,
+                         reference: list[Sentence] | None = None) -> dict:
+    """How one head and the model do at finding the subject in ``sentences`` (lesson 09), as plain numbers:
+
+    ``agreement_accuracy``: as ``agreement_accuracy``;
+    ``subject_hit_rate``: how often the head's strongest weight, from the position that predicts the verb,
+    lands on the subject; ``subject_head_weight``: its mean weight there;
+    ``baselines``: how often each rule of ``subject_baselines`` finds the subject (the most common position
+    counted in ``reference``, e.g. the training sentences). ``head`` is ``(layer, head)``, counted from 0.
+    """
+    sentences = require_sentences(sentences, "subject_head_figures")
+    if (not isinstance(head, (tuple, list)) or len(head) != 2
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in head)):
+        raise TypeError(f"head must be a pair (layer, head) of ints, got {head!r}")
+    ids, _ = encode_sentences(sentences, vocab)
+    attention = capture_attention(model, ids)  # (batch, layers, heads, query, key)
+    B, L, H = attention.shape[:3]
+    layer, index = head
+    if not (0 <= layer < L and 0 <= index < H):
+        raise ValueError(f"head {tuple(head)!r} is not in this model: layers 0..{L - 1}, heads 0..{H - 1}")
+    rows = torch.arange(B)
+    before_verb = torch.tensor([s.verb - 1 for s in sentences])
+    subject = torch.tensor([s.subject for s in sentences])
+    from_verb = attention[rows, layer, index, before_verb]  # (batch, key)
+    return {"agreement_accuracy": round(agreement_accuracy(model, sentences, vocab), 3),
+            "subject_hit_rate": round(float((from_verb.argmax(-1) == subject).float().mean()), 3),
+            "subject_head_weight": round(float(from_verb[rows, subject].mean()), 3),
+            "baselines": {name: round(rate, 3) for name, rate in subject_baselines(sentences, reference).items()}}
 
 
 def ablation_effects(model: nn.Module, sentences: list[Sentence], vocab: Vocabulary) -> torch.Tensor:

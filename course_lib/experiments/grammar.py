@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from course_lib.validation import require_int
 from course_lib.experiments.vocab import BOS, Vocabulary, pad_batch, tokenize
 
 # (singular, plural)
@@ -422,14 +423,33 @@ def verb_ids(sentences: list[Sentence], vocab: Vocabulary) -> tuple[torch.Tensor
 
 # ---------------------------------------------------------------- baselines
 
+BASELINE_RULES = {
+    "most_common_position": "the noun at the most common subject position",
+    "first_noun": "the first noun",
+    "second_noun": "the second noun",
+    "nearest_noun_before_verb": "the nearest noun before the verb",
+    "after_last_comma": "the first noun after the last comma before the verb (else the first noun)",
+}
+
+
+def _after_last_comma(s: Sentence) -> int:
+    commas = [i for i, word in enumerate(s.tokens[:s.verb]) if word == ","]
+    after = [n for n in s.nouns if commas and commas[-1] < n < s.verb]
+    return after[0] if after else s.nouns[0]
+
+
 def subject_baselines(sentences: list[Sentence], reference: list[Sentence] | None = None) -> dict[str, float]:
-    """How often three rules that need no understanding pick out the true subject: a fraction each.
+    """How often rules that need no understanding of the sentence pick out the true subject: a fraction each
+    (``BASELINE_RULES`` says each in words).
 
     ``most_common_position``: the noun at the position where subjects stand most often (counted in
     ``reference``, e.g. the training set; ``sentences`` themselves if None).
-    ``first_noun``: the sentence's first noun.
+    ``first_noun`` / ``second_noun``: the sentence's first / second noun.
     ``nearest_noun_before_verb``: the last noun before the main verb.
-    A head that finds the subject far more often than these has learned the relation, not a position.
+    ``after_last_comma``: the first noun after the last comma before the verb, else the first noun. In the
+    generated sentences every opening phrase ends with a comma, so this rule always finds the subject there:
+    ``shortcut_free_sentences`` are sentences where it does not.
+    A head that finds the subject far more often than every rule has learned the relation, not a shortcut.
     """
     sentences = require_sentences(sentences, "subject_baselines")
     reference = require_sentences(reference, "subject_baselines") if reference else sentences  # None, []: sentences
@@ -439,5 +459,72 @@ def subject_baselines(sentences: list[Sentence], reference: list[Sentence] | Non
     return {
         "most_common_position": sum(s.subject == common for s in sentences) / n,
         "first_noun": sum(s.nouns[0] == s.subject for s in sentences) / n,
+        "second_noun": sum(s.nouns[1:2] == (s.subject,) for s in sentences) / n,
         "nearest_noun_before_verb": sum(max(i for i in s.nouns if i < s.verb) == s.subject for s in sentences) / n,
+        "after_last_comma": sum(_after_last_comma(s) == s.subject for s in sentences) / n,
     }
+
+
+# ---------------------------------------------------------------- sentences no shortcut explains
+
+def _edit(s: Sentence, drop: set[int] = frozenset(), commas_before: set[int] = frozenset()) -> Sentence:
+    """``s`` with the words at ``drop`` left out and a comma put before each position in ``commas_before``;
+    every annotation moved with its word."""
+    words, moved = [], {}
+    for i, word in enumerate(s.tokens):
+        if i in commas_before:
+            words.append(",")
+        if i not in drop:
+            moved[i] = len(words)
+            words.append(word)
+    at = moved.__getitem__
+    return Sentence(tuple(words), at(s.subject), at(s.verb), tuple(map(at, s.attractors)), s.number, s.wrong_verb,
+                    tuple(map(at, s.nouns)), tuple(map(at, s.early_attractors)),
+                    tuple((at(q), at(k)) for q, k in s.neighbours))
+
+
+def _has_opening_phrase(s: Sentence) -> bool:
+    return s.nouns[0] != s.subject
+
+
+def shortcut_free_sentences(n: int, seed: int = 0) -> list[Sentence]:
+    """``n`` English sentences on which no rule of ``subject_baselines`` finds the subject in more than about
+    half: every rule there is a shortcut the generated sentences allow.
+
+    Half open with a prepositional phrase *without* its comma ("near the cats the old dog runs ."): the
+    subject is the second noun, and no comma marks where it starts. The other half have no opening phrase
+    ("later , the dog near the cats runs ."): the subject is the first noun. Every sentence has at least one
+    attractor between subject and verb. A model trained on ``agreement_corpus`` never saw an opening phrase
+    without its comma.
+    """
+    n = require_int(n, "n", minimum=1)
+    grammar = AgreementGrammar(seed + 2_000_003)
+    opening, plain = [], []
+    while len(opening) < n - n // 2 or len(plain) < n // 2:
+        s = grammar.sentence(min_attractors=1)
+        if _has_opening_phrase(s):
+            if len(opening) < n - n // 2:
+                opening.append(_edit(s, drop={s.nouns[0] + 1}))  # the comma right after the opening phrase's noun
+        elif len(plain) < n // 2:
+            plain.append(s)
+    mixed = []
+    for first, second in zip(opening, plain):
+        mixed += [first, second]
+    return mixed + opening[len(plain):]
+
+
+def comma_after_subject_sentences(n: int, seed: int = 0) -> list[Sentence]:
+    """``n`` English sentences where the prepositional phrase right after the subject stands between commas,
+    with no opening phrase ("later , the dogs , near the cat , run ."). The subject is the first noun, as
+    ``first_noun`` says; but the training sentences never have a comma after their subject: here a comma does
+    not mean "the subject comes next". Every sentence has at least one attractor between subject and verb.
+    """
+    n = require_int(n, "n", minimum=1)
+    grammar = AgreementGrammar(seed + 3_000_017)
+    found = []
+    while len(found) < n:
+        s = grammar.sentence(min_attractors=1)
+        after = s.subject + 1
+        if not _has_opening_phrase(s) and s.tokens[after] in PREPOSITION_NOUNS:
+            found.append(_edit(s, commas_before={after, after + 3}))  # "dogs , near the cat , run"
+    return found

@@ -10,13 +10,12 @@ import numpy as np
 import torch
 
 from course_lib.experiments.analysis import ablation_effects, agreement_accuracy, head_scores
-from course_lib.experiments.grammar import Sentence, require_sentences, subject_baselines
+from course_lib.experiments.grammar import BASELINE_RULES, Sentence, require_sentences, subject_baselines
 from course_lib.experiments.vocab import Vocabulary
 
 SCORES = {"previous_token": "previous-token", "neighbour": "neighbour", "verb_to_subject": "verb->subject",
           "accuracy_drop": "accuracy drop"}
-BASELINES = {"most_common_position": "the noun at the most common subject position",
-             "first_noun": "the first noun", "nearest_noun_before_verb": "the nearest noun before the verb"}
+BASELINES = BASELINE_RULES  # each rule of subject_baselines, in words
 
 
 def _r2(x: float) -> str:

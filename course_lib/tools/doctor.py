@@ -163,7 +163,7 @@ def check_reference() -> DoctorCheck:
         seconds = time.perf_counter() - start
     c = REFERENCE
     detail = (f"agreement {run.agreement_accuracy:.3f} (>= {c.min_accuracy}), verb->subject head "
-              f"{run.subject_head_weight:.2f} (>= {c.min_subject_weight}), previous-word head "
+              f"{run.subject_head_weight:.2f} (>= {c.min_subject_weight}), neighbour head "
               f"{run.neighbour_head_weight:.2f} (>= {c.min_neighbour_weight}), trained in {seconds:.0f} s "
               f"with {torch.get_num_threads()} thread(s)")
     return DoctorCheck("reference result", run.meets_targets(), detail,

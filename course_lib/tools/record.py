@@ -1,11 +1,17 @@
-"""``python -m course_lib record {reference-seeds,same-steps}``: the many-seed records lessons 09 and 10 read.
+"""``python -m course_lib record {reference-seeds,same-steps,recall-race,probes}``: the records lessons 09, 10, 12 read.
 
 A lesson shows one run; a record says what many did. ``reference-seeds`` trains the reference model
 (``course_lib.experiments.reference``) for seeds 0..N-1 at each thread count (a different count adds floats in
 another order, so it is another training run; about 25 minutes for 10 seeds x 1, 2, 4 threads) and keeps
 the figures in ``course_lib/data/reference_seed_matrix.json``, which lesson 09 reads. ``same-steps`` runs lesson
 10's comparison (a GRU and a transformer, 300 steps each) the same way and keeps it in
-``course_lib/data/lesson10_same_steps.json``. ``--dry-run`` measures and prints without writing.
+``course_lib/data/lesson10_same_steps.json``; ``recall-race`` runs lesson 10's race to recall a far-back token at
+equal cost (``course_lib.experiments.speed.recall_races``; about 20 minutes on the course's busy 2-core machine)
+and keeps it in ``course_lib/data/lesson10_recall_race.json``.
+``probes`` runs lesson 12's probes on the reference model and the digit ViT of each seed
+(``course_lib.experiments.probes.probe_run``; each model from the cache, else trained: about 10 minutes once
+``reference-seeds`` has filled the cache) and keeps them in ``course_lib/data/lesson12_probes.json``.
+``--dry-run`` measures and prints without writing.
 
 This command is the only code that writes into ``course_lib/data/``. A record is JSON: the settings it was
 measured with, the torch version, the command that makes it again, and ``runs``, one per (seed, threads).
@@ -22,14 +28,19 @@ from pathlib import Path
 import torch
 
 from course_lib.experiments.reference import RECORDED_SEED_MATRIX, REFERENCE
+from course_lib.experiments.probes import PROBE_SETTINGS, PROBE_THRESHOLDS, RECORDED_PROBES, probe_run
 from course_lib.experiments.speed import RECORDED_SAME_STEPS, SAME_STEPS, SAME_STEPS_THRESHOLDS, same_steps_comparison
+from course_lib.experiments.speed import (RECALL_RACE, RECALL_RACE_THRESHOLDS, RECORDED_RECALL_RACE, recall_races,
+                                          time_ratio)
 from course_lib.tools.bench import failures, missed_targets, reference_figures
 
 # Every run of a matrix must meet the reference's own targets; lesson 10's thresholds must hold in every run.
 SEED_TARGETS = {"seed_matrix.worst_agreement_accuracy": REFERENCE.min_accuracy,
                 "seed_matrix.worst_subject_head_weight": REFERENCE.min_subject_weight,
-                "seed_matrix.worst_previous_token_weight": REFERENCE.min_neighbour_weight}
+                "seed_matrix.worst_neighbour_head_weight": REFERENCE.min_neighbour_weight}
 SAME_STEPS_TARGETS = {"same_steps.failed": 0}
+PROBES_TARGETS = {"probes.failed": 0}  # lesson 12: every claim of probe_claims in every run
+RECALL_RACE_TARGETS = {"recall_race.failed": 0}  # lesson 10's race: every threshold in every run
 
 
 def at_every_thread_count(run: Callable[[int], dict], seeds, threads) -> list[dict]:
@@ -52,7 +63,7 @@ def run_seed_matrix(seeds=range(10), threads=(1, 2, 4)) -> dict:
     differently, so it is a different training run); every run must meet the reference's targets."""
     runs = at_every_thread_count(reference_figures, seeds, threads)
     worst = {name: min(runs, key=lambda r: r[name])
-             for name in ("agreement_accuracy", "subject_head_weight", "previous_token_weight")}
+             for name in ("agreement_accuracy", "subject_head_weight", "neighbour_head_weight")}
     return {"runs": runs, "count": len(runs),
             **{f"worst_{name}": run[name] for name, run in worst.items()},
             "worst_cases": {name: {"seed": run["seed"], "threads": run["threads"]} for name, run in worst.items()},
@@ -67,24 +78,41 @@ def run_same_steps(seeds=range(10), threads=(1, 2, 4)) -> dict:
             "smallest_lead": min(round(r["gru"] - r["transformer"], 3) for r in runs)}
 
 
+def run_probes(seeds=range(10), threads=(1, 2, 4)) -> dict:
+    """Lesson 12's probes (``probe_run``: the reference model and the digit ViT of each seed, from the cache or
+    trained) for every seed at every thread count; every claim must hold in every run. Returns ``{"runs": [...],
+    "count", "failed"}``."""
+    runs = at_every_thread_count(probe_run, seeds, threads)
+    return {"runs": runs, "count": len(runs), "failed": sum(bool(r["missed"]) for r in runs)}
+
+
+def run_recall_race(seeds=range(10), threads=(1, 2, 4)) -> dict:
+    """Lesson 10's race at equal cost (``recall_races``: both lengths) for every seed at every thread count; the
+    lesson's thresholds must hold in every run. Returns ``{"runs": [...], "count", "failed"}``."""
+    runs = at_every_thread_count(recall_races, seeds, threads)
+    return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs)}
+
+
 def format_seed_matrix(matrix: dict) -> str:
     c = REFERENCE
     rows = [f"reference across seeds and thread counts (targets: accuracy >= {c.min_accuracy}, subject head >= "
-            f"{c.min_subject_weight}, previous-token head >= {c.min_neighbour_weight})",
-            f"{'seed':>4}{'threads':>9}{'accuracy':>10}{'subject':>9}{'(layer, head)':>15}{'previous':>10}"
-            f"{'(layer, head)':>15}{'seconds':>9}"]
+            f"{c.min_subject_weight}, neighbour head >= {c.min_neighbour_weight}); 'no shortcut': how often the subject head "
+            f"looks most at the subject in sentences no simple rule explains",
+            f"{'seed':>4}{'threads':>9}{'accuracy':>10}{'subject':>9}{'(layer, head)':>15}{'neighbour':>10}"
+            f"{'(layer, head)':>15}{'no shortcut':>12}{'seconds':>9}"]
     for r in matrix["runs"]:
         rows.append(f"{r['seed']:>4}{r['threads']:>9}{r['agreement_accuracy']:>10.3f}{r['subject_head_weight']:>9.2f}"
-                    f"{str(tuple(r['subject_head'])):>15}{r['previous_token_weight']:>10.2f}"
-                    f"{str(tuple(r['previous_token_head'])):>15}{r['seconds']:>9.1f}")
+                    f"{str(tuple(r['subject_head'])):>15}{r['neighbour_head_weight']:>10.2f}"
+                    f"{str(tuple(r['neighbour_head'])):>15}{r['shortcut_free']['subject_hit_rate']:>12.2f}"
+                    f"{r['seconds']:>9.1f}")
     worst = matrix["worst_cases"]
     rows.append("worst of {count} runs: accuracy {a:.3f} (seed {sa}, {ta} threads), subject head {s:.2f} (seed {ss}, "
-                "{ts} threads), previous-token head {p:.2f} (seed {sp}, {tp} threads)".format(
+                "{ts} threads), neighbour head {p:.2f} (seed {sp}, {tp} threads)".format(
                     count=matrix["count"], a=matrix["worst_agreement_accuracy"],
                     sa=worst["agreement_accuracy"]["seed"], ta=worst["agreement_accuracy"]["threads"],
                     s=matrix["worst_subject_head_weight"], ss=worst["subject_head_weight"]["seed"],
-                    ts=worst["subject_head_weight"]["threads"], p=matrix["worst_previous_token_weight"],
-                    sp=worst["previous_token_weight"]["seed"], tp=worst["previous_token_weight"]["threads"]))
+                    ts=worst["subject_head_weight"]["threads"], p=matrix["worst_neighbour_head_weight"],
+                    sp=worst["neighbour_head_weight"]["seed"], tp=worst["neighbour_head_weight"]["threads"]))
     return "\n".join(rows)
 
 
@@ -95,6 +123,38 @@ def format_same_steps(s: dict) -> str:
     rows.extend(f"  seed {r['seed']}, {r['threads']} thread(s): agreement GRU {r['gru']:.3f}, transformer "
                 f"{r['transformer']:.3f}; held-out loss GRU {r['loss_gru']:.3f}, transformer {r['loss_transformer']:.3f}"
                 + ("" if r["holds"] else "  <- a threshold missed") for r in s["runs"])
+    return "\n".join(rows)
+
+
+def format_recall_race(s: dict) -> str:
+    rows = [f"lesson 10's race to {RECALL_RACE['target']} held-out recall, time counted in transformer steps: every "
+            f"threshold met in {s['count'] - s['failed']} of {s['count']} runs"]
+    for r in s["runs"]:
+        parts = []
+        for race in r["races"]:
+            ratio = time_ratio(race)
+            parts.append(f"{race['length']} tokens: GRU step {race['gru_step_over_transformer']:.2f} x, steps to target "
+                         f"GRU {race['steps_to_target']['gru']}, transformer {race['steps_to_target']['transformer']}, "
+                         f"GRU's time {'-' if ratio is None else f'{ratio:.2f}'} x")
+        rows.append(f"  seed {r['seed']}, {r['threads']} thread(s): " + "; ".join(parts)
+                    + "".join(f"\n    missed: {m}" for m in r["missed"]))
+    return "\n".join(rows)
+
+
+def format_probes(s: dict) -> str:
+    rows = [f"lesson 12's probes: every claim met in {s['count'] - s['failed']} of {s['count']} runs; after layer 1 "
+            f"(the prediction), then the new task from {PROBE_THRESHOLDS['subject_labels']} labelled nouns and the "
+            f"digits at {PROBE_THRESHOLDS['digit_dimensions']} numbers"]
+    for r in s["runs"]:
+        verb, subject, digits = r["language"]["before_verb"], r["language"]["find_the_subject"], r["digits"]
+        at = subject["sizes"].index(PROBE_THRESHOLDS["subject_labels"])
+        k = digits["dimensions"].index(PROBE_THRESHOLDS["digit_dimensions"])
+        rows.append(f"  seed {r['seed']}, {r['threads']} thread(s): "
+                    + ", ".join(f"{name} {report['trained'][-1]:.2f} "
+                                f"({max(report['probabilities'], report['logits']):.2f})" for name, report in verb.items())
+                    + f"; subject {subject['trained'][at]:.2f} against raw words {subject['raw words'][at]:.2f}"
+                    + f"; digits ViT {digits['trained'][k]:.2f}, pixels {digits['pixels'][k]:.2f}"
+                    + "".join(f"\n    missed: {claim}" for claim in r["missed"]))
     return "\n".join(rows)
 
 
@@ -141,6 +201,24 @@ def record_same_steps(runs: Sequence[Mapping], path: Path | None = None) -> Path
                         merged_runs(path, settings, runs))
 
 
+def record_probes(runs: Sequence[Mapping], path: Path | None = None) -> Path:
+    """Keep ``probe_run`` results as the course's record, which lesson 12 reads (runs of the same seed and thread
+    count already there are replaced; the others kept when recorded with the same settings, thresholds and torch
+    version)."""
+    path = RECORDED_PROBES if path is None else Path(path)
+    settings = {"settings": PROBE_SETTINGS, "thresholds": PROBE_THRESHOLDS}
+    return write_record(path, settings, "python -m course_lib record probes", merged_runs(path, settings, runs))
+
+
+def record_recall_race(runs: Sequence[Mapping], path: Path | None = None) -> Path:
+    """Keep ``recall_races`` results as the course's record, which lesson 10 reads (runs of the same seed and
+    thread count already there are replaced; the others kept when recorded with the same settings, thresholds
+    and torch version)."""
+    path = RECORDED_RECALL_RACE if path is None else Path(path)
+    settings = {"settings": RECALL_RACE, "thresholds": RECALL_RACE_THRESHOLDS}
+    return write_record(path, settings, "python -m course_lib record recall-race", merged_runs(path, settings, runs))
+
+
 def run(args) -> int:
     """Run ``record`` as parsed by ``python -m course_lib``: 0 when every run met its targets, 1 otherwise."""
     seeds = range(args.seeds)
@@ -149,6 +227,16 @@ def run(args) -> int:
         targets, table = SEED_TARGETS, format_seed_matrix(results["seed_matrix"])
         if not args.dry_run:
             results["recorded_to"] = str(record_seed_matrix(results["seed_matrix"]))
+    elif args.what == "recall-race":
+        results = {"recall_race": run_recall_race(seeds, args.thread_counts)}
+        targets, table = RECALL_RACE_TARGETS, format_recall_race(results["recall_race"])
+        if not args.dry_run:
+            results["recorded_to"] = str(record_recall_race(results["recall_race"]["runs"]))
+    elif args.what == "probes":
+        results = {"probes": run_probes(seeds, args.thread_counts)}
+        targets, table = PROBES_TARGETS, format_probes(results["probes"])
+        if not args.dry_run:
+            results["recorded_to"] = str(record_probes(results["probes"]["runs"]))
     else:
         results = {"same_steps": run_same_steps(seeds, args.thread_counts)}
         targets, table = SAME_STEPS_TARGETS, format_same_steps(results["same_steps"])
