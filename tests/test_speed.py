@@ -29,10 +29,11 @@ def test_the_chain_of_a_gru_is_T_plus_layers_minus_one_and_of_a_transformer_its_
 
 def test_the_graphs_say_who_waits_for_whom():
     rnn = dependency_graph("rnn", 3, 2)
-    assert rnn[(1, 0)] == [] and rnn[(1, 2)] == [(1, 1)] and sorted(rnn[(2, 1)]) == [(1, 1), (2, 0)]
+    assert rnn[(0, 0)] == [] and rnn[(0, 2)] == [(0, 1)] and sorted(rnn[(1, 1)]) == [(0, 1), (1, 0)]
     transformer = dependency_graph("transformer", 3, 2)
-    assert transformer[(1, 2)] == [] and transformer[(2, 2)] == [(1, 0), (1, 1), (1, 2)]
-    assert transformer[(2, 0)] == [(1, 0)]  # causal: position 0 sees only itself
+    assert transformer[(0, 2)] == [] and transformer[(1, 2)] == [(0, 0), (0, 1), (0, 2)]
+    assert transformer[(1, 0)] == [(0, 0)]  # causal: position 0 sees only itself
+    assert {layer for layer, _ in rnn} == {0, 1}  # layers count from 0, as everywhere in the course
     assert len(rnn) == len(transformer) == 6  # the same steps; only the waiting differs
 
 
@@ -199,9 +200,9 @@ def test_format_speed_figures_prints_every_device_and_run():
 
 def test_earliest_rounds_of_a_two_layer_gru_run_along_diagonals():
     rounds = earliest_rounds(dependency_graph("rnn", 4, 2))
-    assert rounds == {(layer, t): layer + t for layer in (1, 2) for t in range(4)}
+    assert rounds == {(layer, t): layer + t + 1 for layer in (0, 1) for t in range(4)}
     transformer = earliest_rounds(dependency_graph("transformer", 4, 2))
-    assert transformer == {(layer, t): layer for layer in (1, 2) for t in range(4)}
+    assert transformer == {(layer, t): layer + 1 for layer in (0, 1) for t in range(4)}
 
 
 # --- lesson 10's quality claim on many seeds: the record the lesson reads ---------------------------------------

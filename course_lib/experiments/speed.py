@@ -56,22 +56,22 @@ def _require_kind(kind) -> str:
 def dependency_graph(kind: str, T: int, n_layers: int = 1) -> dict[tuple[int, int], list[tuple[int, int]]]:
     """``{(layer, position): [the steps it must wait for]}`` for a model of ``n_layers`` reading ``T`` tokens.
 
-    Layers are numbered 1..n_layers, positions 0..T-1. "rnn": step (l, t) waits for (l, t - 1) and
-    (l - 1, t). "transformer" (causal): step (l, t) waits for (l - 1, s) for every s <= t. Layer 0 (the
-    embedded tokens) is given, so steps of layer 1 wait only for their own layer (rnn) or nothing.
+    Layers are numbered 0..n_layers-1, as everywhere in the course; positions 0..T-1. "rnn": step (l, t) waits
+    for (l, t - 1) and (l - 1, t). "transformer" (causal): step (l, t) waits for (l - 1, s) for every s <= t.
+    The embedded tokens are given, so steps of layer 0 wait only for their own layer (rnn) or nothing.
     """
     kind = _require_kind(kind)
     T = require_int(T, "T", minimum=1)
     n_layers = require_int(n_layers, "n_layers", minimum=1)
     graph: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for layer in range(1, n_layers + 1):
+    for layer in range(n_layers):
         for t in range(T):
             if kind == "rnn":
                 before = [(layer, t - 1)] if t > 0 else []
-                below = [(layer - 1, t)] if layer > 1 else []
+                below = [(layer - 1, t)] if layer > 0 else []
                 graph[(layer, t)] = before + below
             else:
-                graph[(layer, t)] = [(layer - 1, s) for s in range(t + 1)] if layer > 1 else []
+                graph[(layer, t)] = [(layer - 1, s) for s in range(t + 1)] if layer > 0 else []
     return graph
 
 
