@@ -7,6 +7,7 @@
     analysis, head_report what heads learn: capture, scores, silencing (lessons 09, 12)
     reference             the course's reference model, trained once and kept (lessons 08-09)
     cache                 where trained models are kept between kernels
+    records               reading the many-seed records in course_lib/data/ (lessons 10, 12)
     speed, recall         why transformers are fast: chains, matched models, timings, races; a far-back recall task (lesson 10)
     digits, probes        real pixels for a vision transformer; reading information out of vectors (11-12)
 """

@@ -113,7 +113,7 @@ class Recording:
             raise ValueError(f"{what} was not recorded: ask for it, e.g. capture(model, {what}=True)")
         parts = self._parts[what]
         if not parts:
-            raise ValueError(f"nothing recorded yet: run the model inside the `with capture(...)` block")
+            raise ValueError("nothing recorded yet: run the model inside the `with capture(...)` block")
         if sorted(parts) != list(range(expected)):
             raise ValueError(f"{what} was recorded for layers {sorted(parts)} only, expected {expected}: did the "
                              f"forward pass skip a layer?")

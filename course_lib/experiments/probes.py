@@ -21,7 +21,6 @@ judged against controls: the same network before training, shuffled labels, and 
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch import nn
 
 from course_lib.experiments.analysis import capture
 from course_lib.experiments.grammar import PLURAL, AgreementGrammar, encode_sentences, require_sentences
+from course_lib.experiments.records import recorded_runs
 from course_lib.validation import require_int, require_rank
 
 MAX_ITER = 3000  # enough for every probe of lesson 12 to converge (no ConvergenceWarning)
@@ -556,9 +556,4 @@ def probe_run(seed: int = 0) -> dict:
 def recorded_probes(path: Path | None = None) -> list[dict]:
     """The recorded runs of ``probe_run``, one per (seed, threads); a ValueError if the record was made with other
     settings or thresholds than this course_lib's (then run its command again)."""
-    path = RECORDED_PROBES if path is None else Path(path)
-    content = json.loads(path.read_text())
-    if content.get("settings") != PROBE_SETTINGS or content.get("thresholds") != PROBE_THRESHOLDS:
-        raise ValueError(f"{path.name} was recorded with other settings or thresholds; run "
-                         f"`{content.get('command', 'python -m course_lib record probes')}` again")
-    return content["runs"]
+    return recorded_runs(RECORDED_PROBES if path is None else path, PROBE_SETTINGS, PROBE_THRESHOLDS)

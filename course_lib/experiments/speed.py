@@ -27,7 +27,6 @@ at positions 0..t. Counts are the same on every machine; timings are not, so no 
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib.experiments.records import recorded_runs
 from course_lib.models.language_model import TransformerLM
 from course_lib.models.recurrent import GRULanguageModel
 from course_lib.validation import require_int, require_token_ids
@@ -418,11 +418,7 @@ def same_steps_comparison(seed: int = 0) -> dict:
 
 def recorded_same_steps(path: Path | None = None) -> list[dict]:
     """The recorded runs of ``same_steps_comparison``; a ValueError if recorded with other settings."""
-    path = RECORDED_SAME_STEPS if path is None else Path(path)
-    content = json.loads(path.read_text())
-    if content.get("settings") != SAME_STEPS or content.get("thresholds") != SAME_STEPS_THRESHOLDS:
-        raise ValueError(f"{path.name} was recorded with other settings; run `{content.get('command')}` again")
-    return content["runs"]
+    return recorded_runs(RECORDED_SAME_STEPS if path is None else path, SAME_STEPS, SAME_STEPS_THRESHOLDS)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -654,8 +650,4 @@ def recall_races(seed: int = 0) -> dict:
 
 def recorded_recall_race(path: Path | None = None) -> list[dict]:
     """The recorded runs of ``recall_races``; a ValueError if recorded with other settings or thresholds."""
-    path = RECORDED_RECALL_RACE if path is None else Path(path)
-    content = json.loads(path.read_text())
-    if content.get("settings") != RECALL_RACE or content.get("thresholds") != RECALL_RACE_THRESHOLDS:
-        raise ValueError(f"{path.name} was recorded with other settings; run `{content.get('command')}` again")
-    return content["runs"]
+    return recorded_runs(RECORDED_RECALL_RACE if path is None else path, RECALL_RACE, RECALL_RACE_THRESHOLDS)
