@@ -186,7 +186,10 @@ async def run_cells(hub: Hub, user: str, cells: list[str], shut_down: bool = Fal
 
     kernel = await loop.run_in_executor(None, post_kernel)
     ws_url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel}/channels"
-    connection = await asyncio.wait_for(websocket_connect(HTTPRequest(ws_url, headers=headers)), 60)
+    # tornado gives up on a handshake after 20 s by default; five kernels starting at once beside the rest of the
+    # suite on two cores can take longer than that, so the handshake gets the same two minutes as the kernel start
+    request = HTTPRequest(ws_url, headers=headers, connect_timeout=120, request_timeout=120)
+    connection = await asyncio.wait_for(websocket_connect(request), 150)
     outputs = []
     try:
         for number, code in enumerate(cells):
