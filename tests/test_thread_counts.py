@@ -27,17 +27,16 @@ pytestmark = pytest.mark.integration  # left out of the fast loop (README, "Cont
 ROOT = Path(__file__).resolve().parent.parent
 
 # The notebooks whose checked outputs depend on a training run.
-TRAINING_NOTEBOOKS = ("notebooks/02_learning.ipynb", "notebooks/07_transformer_block.ipynb",
-                      "notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
-                      "notebooks/10_speed.ipynb", "notebooks/11_vision_transformer.ipynb",
-                      "notebooks/12_representations.ipynb", "notebooks/extras/attention_explorer.ipynb")
+TRAINING_NOTEBOOKS = ("notebooks/02_learning.ipynb", "notebooks/08_training_a_language_model.ipynb",
+                      "notebooks/09_what_heads_learn.ipynb", "notebooks/10_speed.ipynb",
+                      "notebooks/11_vision_transformer.ipynb", "notebooks/12_representations.ipynb",
+                      "notebooks/extras/attention_explorer.ipynb")
 # Lesson 08 trains the reference model and its baselines; 09, 12 and the explorer load the model, or train
-# it; 07, 10 and 11 train small models for most of their minute: re-running them at two more thread counts
+# it; 10 and 11 train small models for most of their minute: re-running them at two more thread counts
 # would take the test command past its budget, so they run with --slow-notebooks only.
-SLOW_TRAINING_NOTEBOOKS = ("notebooks/07_transformer_block.ipynb", "notebooks/08_training_a_language_model.ipynb",
-                           "notebooks/09_what_heads_learn.ipynb", "notebooks/10_speed.ipynb",
-                           "notebooks/11_vision_transformer.ipynb", "notebooks/12_representations.ipynb",
-                           "notebooks/extras/attention_explorer.ipynb")
+SLOW_TRAINING_NOTEBOOKS = ("notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
+                           "notebooks/10_speed.ipynb", "notebooks/11_vision_transformer.ipynb",
+                           "notebooks/12_representations.ipynb", "notebooks/extras/attention_explorer.ipynb")
 
 
 def notebooks_at_threads(notebooks, threads=(1, 2, 4), timeout: int = 900) -> dict:
