@@ -1,9 +1,10 @@
-"""``python -m course_lib {doctor,bench,record,exercises,nbgrader,links}``: one command line, one argparse parser.
+"""``python -m course_lib {doctor,bench,record,exercises,nbgrader,links,times}``: one command line, one argparse parser.
 
 Every subcommand answers ``--help``; an unknown option or a malformed value is an error (exit 2, with
 usage). ``doctor``, ``bench`` and ``record`` exit 1 when a check fails or a target is missed; ``exercises
 build`` exits 1 when a notebook cannot be built (or, with ``--check``, differs from what build would write).
-``nbgrader source`` and ``links`` are for instructors (docs/instructor-guide.md).
+``nbgrader source`` and ``links`` are for instructors (docs/instructor-guide.md); ``times`` estimates lesson and
+exercise minutes by the guide's stated method (``--check`` exits 1 where a header or the README differs).
 
 This module imports only the standard library: each command's module (``course_lib.tools.<name>``) is
 imported when that command runs, so ``--help`` and ``doctor`` work where PyTorch is missing. No command
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "library, build the exercises; for instructors, an nbgrader "
                                                  "course and nbgitpuller links.")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{doctor,bench,record,exercises,nbgrader,links}")
+                                     metavar="{doctor,bench,record,exercises,nbgrader,links,times}")
 
     summary = ("check this machine for the course: Python, packages, widgets, threads, speed, and that the "
                "reference result holds here")
@@ -132,6 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the repository students clone (default: this clone's 'origin' remote)")
     links.add_argument("--branch", default="main", help="the branch to pull (default: main)")
     links.set_defaults(module="links", parser=links)
+
+    summary = ("how long each lesson and its exercises take, by one stated method (docs/instructor-guide.md, "
+               "'How the times are estimated')")
+    times = commands.add_parser("times", help=summary, description=summary,
+                                epilog="Prints a table: each lesson's words, code cells, compute and minutes, and "
+                                       "its exercises' minutes, beside what the notebooks state now. With --check, "
+                                       "exits 1 when a lesson header, the README or the guide differs from the "
+                                       "method.")
+    action = times.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true",
+                        help="write the lesson minutes into each lesson's header, the README's course map and the "
+                             "instructor guide's table (never the exercise notebooks; no notebook is executed)")
+    action.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 naming each lesson header, README or guide time that differs")
+    times.add_argument("--exercises", action="store_true",
+                       help="with --check: also fail when an exercise header differs from the method")
+    times.add_argument("--root", type=Path, default=None, help="the repository (default: the course's)")
+    times.set_defaults(module="times", parser=times)
     return parser
 
 
