@@ -112,15 +112,80 @@ QUERY_WRONG = [
      ("shape", "of its weight on key")),
 ]
 
+# --- attend_all (find the bugs) -----------------------------------------------------------------------------------
+
+
+def attend_all_matmul(queries, keys, values):
+    return torch.softmax(queries @ keys.T, dim=-1) @ values
+
+
+def attend_all_stable_by_hand(queries, keys, values):
+    scores = queries @ keys.T
+    e = torch.exp(scores - scores.max(dim=1, keepdim=True).values)  # each row's own largest score
+    return (e / e.sum(dim=1, keepdim=True)) @ values
+
+
+def attend_all_by_rows(queries, keys, values):
+    return torch.stack([torch.softmax(keys @ q, dim=0) @ values for q in queries])
+
+
+def attend_all_buggy(queries, keys, values):
+    """The exercise's buggy version, all its bugs in."""
+    scores = queries @ keys.T
+    scores = scores - scores.max()
+    weights = torch.exp(scores) / torch.exp(scores).sum(dim=0)
+    return weights @ keys
+
+
+def attend_all_keys_back(queries, keys, values):
+    return torch.softmax(queries @ keys.T, dim=-1) @ keys
+
+
+def attend_all_columns(queries, keys, values):
+    scores = queries @ keys.T
+    return (torch.exp(scores) / torch.exp(scores).sum(dim=0)) @ values
+
+
+def attend_all_global_max(queries, keys, values):
+    scores = queries @ keys.T
+    e = torch.exp(scores - scores.max())
+    return (e / e.sum(dim=1, keepdim=True)) @ values
+
+
+def attend_all_values_ignored(queries, keys, values):
+    return torch.softmax(queries @ keys.T, dim=-1) @ torch.ones_like(values)
+
+
+def attend_all_scaled(queries, keys, values):
+    return torch.softmax(queries @ keys.T / keys.shape[1] ** 0.5, dim=-1) @ values
+
+
+ATTEND_ALL_RIGHT = [("matmul", attend_all_matmul), ("stable by hand", attend_all_stable_by_hand),
+                    ("one query at a time", attend_all_by_rows)]
+ATTEND_ALL_WRONG = [
+    ("the buggy version as given", attend_all_buggy, "not something the size of a key"),
+    ("the keys come back", attend_all_keys_back, "not something the size of a key"),
+    ("weights normalised over the queries", attend_all_columns, "do not add up to 1"),
+    ("the whole matrix's largest score", attend_all_global_max, "NaN or inf"),
+    ("the values ignored", attend_all_values_ignored, "does not change when the values double"),
+    ("scaled by sqrt(d) (lesson 04's rule, not lesson 03's)", attend_all_scaled, "the output is wrong"),
+]
+
 CASES = {
     "softmax": (SOFTMAX_RIGHT, SOFTMAX_WRONG),
     "attention_weights": (WEIGHTS_RIGHT, WEIGHTS_WRONG),
     "attend": (ATTEND_RIGHT, ATTEND_WRONG),
     "query_that_finds": (QUERY_RIGHT, QUERY_WRONG),
+    "attend_all": (ATTEND_ALL_RIGHT, ATTEND_ALL_WRONG),
 }
 
 NAMED_MISTAKES = [
     ("query_that_finds", QUERY_WRONG[1][1], "points the right way but is too short"),
+    ("attend_all", attend_all_keys_back, "not something the size of a key"),
+    ("attend_all", attend_all_columns, "do not add up to 1"),
+    ("attend_all", attend_all_global_max, "NaN or inf"),
+    ("attend_all", attend_all_values_ignored, "does not change when the values double"),
+    ("attend_all", attend_all_scaled, "the output is wrong"),
 ]
 
 DELEGATING = {

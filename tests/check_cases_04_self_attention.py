@@ -176,7 +176,72 @@ LOCAL_WRONG = [
     ("float mask", lambda T, w: local_by_comparison(T, w).float(), "return a bool tensor"),
 ]
 
+# --- causal_self_attention (find the bugs) ---------------------------------------------------------------------
+
+
+def causal_by_hand(x, w_q, w_k, w_v):
+    T = x.shape[1]
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def causal_with_torch(x, w_q, w_k, w_v):
+    return F.scaled_dot_product_attention(x @ w_q, x @ w_k, x @ w_v, is_causal=True)
+
+
+def causal_upper_blocked(x, w_q, w_k, w_v):
+    T = x.shape[1]
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(
+        torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+def buggy_as_given(x, w_q, w_k, w_v):
+    """The exercise's buggy version, all bugs in."""
+    T = x.shape[1]
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    allowed = torch.ones(T, T, dtype=torch.bool).triu()
+    scores = scores.masked_fill(~allowed, 0.0)
+    weights = torch.softmax(scores, dim=1)
+    return weights @ v
+
+
+def _one_bug(**kw):
+    def answer(x, w_q, w_k, w_v):
+        T = x.shape[1]
+        q, k, v = x @ w_q, x @ w_k, x @ w_v
+        scores = q @ k.transpose(-2, -1)
+        scores = scores / {"sqrt": math.sqrt(q.shape[-1]), "none": 1.0, "d": float(q.shape[-1])}[kw.get("scale", "sqrt")]
+        allowed = {"tril": torch.ones(T, T, dtype=torch.bool).tril(),
+                   "triu": torch.ones(T, T, dtype=torch.bool).triu()}[kw.get("mask", "tril")]
+        scores = scores.masked_fill(~allowed, kw.get("fill", float("-inf")))
+        return torch.softmax(scores, dim=kw.get("dim", -1)) @ v
+    return answer
+
+
+causal_triu = _one_bug(mask="triu")
+causal_zero_fill = _one_bug(fill=0.0)
+causal_softmax_queries = _one_bug(dim=1)
+causal_unscaled = _one_bug(scale="none")
+causal_over_d = _one_bug(scale="d")
+
+CAUSAL_ATTENTION_RIGHT = [("by hand", causal_by_hand), ("torch's is_causal", causal_with_torch),
+                          ("the upper triangle blocked", causal_upper_blocked)]
+CAUSAL_ATTENTION_WRONG = [
+    ("the buggy version as given", buggy_as_given, "do not add up to 1"),
+    ("triu", causal_triu, "position 0 changes when only later tokens change"),
+    ("blocked scores 0", causal_zero_fill, "position 0 changes when only later tokens change"),
+    ("softmax over the queries", causal_softmax_queries, "do not add up to 1"),
+    ("not scaled", causal_unscaled, "sharper than scaled attention"),
+    ("scaled by d", causal_over_d, "flatter than scaled attention"),
+]
+
 CASES = {
+    "causal_self_attention": (CAUSAL_ATTENTION_RIGHT, CAUSAL_ATTENTION_WRONG),
     "causal_mask": (CAUSAL_RIGHT, CAUSAL_WRONG),
     "local_mask": (LOCAL_RIGHT, LOCAL_WRONG),
     "scaled_dot_product_attention": (SDPA_RIGHT, SDPA_WRONG),
@@ -184,6 +249,11 @@ CASES = {
 }
 
 NAMED_MISTAKES = [
+    ("causal_self_attention", causal_triu, "sees tokens after it"),
+    ("causal_self_attention", causal_zero_fill, "sees tokens after it"),
+    ("causal_self_attention", causal_softmax_queries, "do not add up to 1"),
+    ("causal_self_attention", causal_unscaled, "sharper than scaled attention"),
+    ("causal_self_attention", causal_over_d, "flatter than scaled attention"),
     ("scaled_dot_product_attention", SDPA_WRONG[0][1], "softmax over the queries instead of the keys"),
     ("scaled_dot_product_attention", SDPA_WRONG[1][1], "scores not divided by √d"),
     ("scaled_dot_product_attention", SDPA_WRONG[4][1], "mask applied after softmax"),

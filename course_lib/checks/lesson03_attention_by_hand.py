@@ -232,3 +232,60 @@ def check_query_that_finds(candidate) -> str:
         raise Fail(f"the query {where} ({label})")
     return summary(len(cases), ["two keys almost alike", "a crowd of keys", "T = 1 (one key)", "non-contiguous keys"],
                    "puts at least 0.9 of the weight on the target key")
+
+
+# --- attend_all (find the bugs) -----------------------------------------------------------------------------------
+
+def attend_all(queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Lesson 03's reference for every query at once: ``softmax(queries @ keys.T) @ values``, ``(n, d_v)``."""
+    return torch.softmax(queries @ keys.T, dim=-1) @ values
+
+
+def _dense(t) -> bool:
+    """A plain CPU float tensor, safe to compare before ``compare`` has vetted it."""
+    return (isinstance(t, torch.Tensor) and t.layout == torch.strided and t.device.type == "cpu"
+            and t.is_floating_point())
+
+
+@check("attend_all", lesson=LESSON, reference=attend_all)
+def check_attend_all(candidate) -> str:
+    """``attend_all(queries (n, d), keys (T, d), values (T, d_v)) -> (n, d_v)``: what every query gets back, as
+    lesson 03 computes it (no scaling). Exercise 03-5 is a find-the-bugs exercise, so every message says what the
+    check sees, not what to change."""
+    rng = Inputs()
+    names = ("queries", "keys", "values")
+    n, T, d, d_v = rng.int(3, 5), rng.int(4, 7), rng.int(3, 5), rng.int(6, 8)
+    queries, keys, values = rng.randn(n, d), rng.randn(T, d), rng.randn(T, d_v)
+    label = f"{n} queries, {T} keys of {d} numbers, values of {d_v}"
+    got = call(candidate, (queries, keys, values), names, label)
+    if _dense(got) and got.shape == (n, d):
+        raise Fail(f"returns {n} rows of {d} numbers ({label}): each query gets back a mix of the values, "
+                   f"{d_v} numbers each, not something the size of a key")
+    doubled = call(candidate, (queries, keys, 2 * values), names, label + ", values doubled")
+    if _dense(got) and _dense(doubled) and got.shape == doubled.shape and torch.allclose(got, doubled, atol=1e-6):
+        raise Fail(f"the output does not change when the values double ({label}): what a query gets back must "
+                   f"come from the values")
+    # Keys all alike: every query's weights are equal, so each gets back the plain mean of the values.
+    same_keys = rng.randn(1, d).expand(T, d).contiguous()
+    label_same = f"{T} identical keys: every query should get back the mean of the values"
+    got_same = call(candidate, (queries, same_keys, values), names, label_same)
+    mean = values.mean(0, keepdim=True).expand(n, d_v)
+    if _dense(got_same) and got_same.shape == mean.shape and torch.isfinite(got_same).all() \
+            and not torch.allclose(got_same, mean, atol=1e-5):
+        raise Fail(f"with {T} identical keys each query should get back the mean of the values, and it gets "
+                   f"{fmt_values(got_same[0])} instead of {fmt_values(mean[0])} ({label_same}): a query's weights "
+                   f"do not add up to 1")
+    # One query far below the others: its scores are all near -1000 while another's are near +1000.
+    u = torch.nn.functional.normalize(rng.randn(d), dim=0)  # a direction every key leans towards
+    far_keys = 0.3 * keys / keys.norm(dim=1, keepdim=True) + 2 * u  # k . u between 1.7 and 2.3
+    far = torch.cat([600 * u[None], -600 * u[None], queries[2:]])  # scores about +1200 and about -1200
+    label_far = "one query whose scores are all far below another query's (about -1200 against +1200)"
+    got_far = call(candidate, (far, far_keys, values), names, label_far)
+    if _dense(got_far) and not torch.isfinite(got_far).all():
+        raise Fail(f"returns NaN or inf ({label_far}): a query's answer must not depend on how large another "
+                   f"query's scores are")
+    for args, label_now, result in (((queries, keys, values), label, got), ((far, far_keys, values), label_far, got_far),
+                                    ((queries, same_keys, values), label_same, got_same)):
+        compare(result, attend_all(*args), label_now, what="the output", atol=1e-4)
+    return summary(3, ["values wider than keys", "identical keys", "scores far apart"],
+                   "every query's weighted mix of the values")

@@ -282,3 +282,89 @@ def check_is_permutation_equivariant(candidate) -> str:
     name, truth = next((name, truth) for name, truth in truths.items() if answers[name] != truth)
     raise Fail(f"answers {not truth} for {name}; shuffling the tokens first and shuffling the output "
                f"afterwards give {'the same' if truth else 'different'} results there, so expected {truth}")
+
+
+# --- causal_self_attention (find the bugs) ----------------------------------------------------------------------
+
+def _causal_self_attention(x, w_q, w_k, w_v):
+    T = x.shape[-2]
+    q, k, v = x @ w_q, x @ w_k, x @ w_v  # (B, T, d_k), (B, T, d_k), (B, T, d_v)
+    return attention_variant(q, k, v, torch.ones(T, T, dtype=torch.bool).tril())[0]
+
+
+def _self_attention_variant(x, w_q, w_k, w_v, mask_kind="tril", **kw):
+    T = x.shape[-2]
+    mask = {"tril": torch.ones(T, T, dtype=torch.bool).tril(), "triu": torch.ones(T, T, dtype=torch.bool).triu(),
+            "none": None}[mask_kind]
+    return attention_variant(x @ w_q, x @ w_k, x @ w_v, mask, **kw)[0]
+
+
+# What the check sees for each kind of bug: a symptom, never the fix (exercise 04-5 asks the learner to find it).
+SYMPTOMS = (
+    ("the output at position 0 changes when only later tokens change, and the last position ignores the earlier "
+     "tokens: each position sees the wrong side of the sentence", {"mask_kind": "triu"}),
+    ("the output at position 0 changes when only later tokens change: it sees the future",
+     {"mask_kind": "none"}),
+    ("a token a position must not see still changes its output, a little: blocked pairs still get some weight",
+     {"mask_mode": "zero"}),
+    ("when every token is the same, each position's output should be that token's value vector; here it is "
+     "larger or smaller: a position's weights do not add up to 1", {"softmax_dim": -2}),
+    ("the weights are sharper than scaled attention's: large scores take almost everything",
+     {"scale": "none"}),
+    ("the weights are flatter than scaled attention's", {"scale": "d"}),
+)
+
+
+def _future_leak(candidate, x, w_q, w_k, w_v, label) -> bool:
+    """Whether the answer's output at position 0 moves when only the later tokens change."""
+    changed = x.clone()
+    changed[:, 1:] = changed[:, 1:] + 1.0
+    before = call(candidate, (x, w_q, w_k, w_v), ("x", "w_q", "w_k", "w_v"), label)
+    after = call(candidate, (changed, w_q, w_k, w_v), ("x", "w_q", "w_k", "w_v"), label + ", later tokens changed")
+    return isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor) and before.shape == after.shape \
+        and not torch.allclose(before[:, 0], after[:, 0], atol=1e-5)
+
+
+@check("causal_self_attention", lesson=LESSON, reference=_causal_self_attention)
+def check_causal_self_attention(candidate) -> str:
+    """``causal_self_attention(x (B, T, d), w_q (d, d_k), w_k (d, d_k), w_v (d, d_v)) -> (B, T, d_v)``: one head of
+    causal self-attention, scores scaled by √d_k. Exercise 04-5 is a find-the-bugs exercise, so every message
+    says what the check sees, not what to change."""
+    rng = Inputs()
+    # First every token the same: then every position's output must be that token's value vector, whatever it sees.
+    x = rng.randn(1, 1, 4).expand(2, 6, 4).contiguous()
+    w_q, w_k, w_v = rng.randn(4, 4), rng.randn(4, 4), rng.randn(4, 4)
+    label = "every token the same"
+    got = call(candidate, (x, w_q, w_k, w_v), ("x", "w_q", "w_k", "w_v"), label)
+    expected = x @ w_v  # (2, 6, 4)
+
+    def scaled_copies(answer):
+        """Each position's output a multiple of the value vector, not the vector itself: weights that do not sum
+        to 1."""
+        if not isinstance(answer, torch.Tensor) or answer.shape != expected.shape:
+            return None
+        ratio = answer / expected  # (2, 6, 4): the same number across a position's features if scaled
+        if torch.allclose(ratio, ratio[..., :1].expand_as(ratio), atol=1e-4) and not torch.allclose(ratio, torch.ones(())):
+            return SYMPTOMS[3][0]
+        return None
+
+    compare(got, expected, label, what="the output", diagnose=scaled_copies)
+    cases = []
+    for label, B, T, d, d_k, d_v in (("batch 2, 5 tokens, d 4", 2, rng.int(4, 6), 4, 4, 4),
+                                     ("batch 3, d_k and d_v differ from d", 3, rng.int(5, 8), 6, 3, 5),
+                                     ("1 token", 2, 1, 4, 4, 4),
+                                     ("a long sentence", 1, rng.int(20, 30), 8, 8, 8)):
+        x = rng.randn(B, T, d)
+        cases.append((f"{label}", x, rng.randn(d, d_k), rng.randn(d, d_k), rng.randn(d, d_v)))
+    for label, x, w_q, w_k, w_v in cases:
+        got = call(candidate, (x, w_q, w_k, w_v), ("x", "w_q", "w_k", "w_v"), label)
+        expected = _causal_self_attention(x, w_q, w_k, w_v)
+        if isinstance(got, torch.Tensor) and got.shape == expected.shape and x.shape[1] > 1 \
+                and not torch.allclose(got, expected, atol=1e-5, rtol=1e-4) \
+                and _future_leak(candidate, x, w_q, w_k, w_v, label):
+            raise Fail(f"the output at position 0 changes when only later tokens change ({label}): a position "
+                       f"sees tokens after it")
+        mistakes = [(symptom, lazy(_self_attention_variant, x, w_q, w_k, w_v, **kw)) for symptom, kw in SYMPTOMS]
+        compare(got, expected, label, mistakes, what="the output")
+    return summary(len(cases) + 1, ["d_k and d_v unlike d", "1 token", "a long sentence", "every token the same"],
+                   "causal, scaled, weights that add up to 1")
