@@ -74,107 +74,103 @@ LAYER_NORM_WRONG = [
     ("default eps 1e-3", lambda x, w, b, eps=1e-3: layer_norm_by_hand(x, w, b, eps), "the output is wrong"),
 ]
 
-# --- block_forward ----------------------------------------------------------------------------------------------
+# --- block_without_residuals -----------------------------------------------------------------------------------
 
 
-def block_forward_by_hand(block, x, mask=None):
+def no_residuals_by_hand(block, x, mask=None):
     h = block.ln1(x)
     attended, _ = block.attn(h, mask, need_weights=False)
-    x = x + attended
-    return x + block.mlp(block.ln2(x))
+    return block.mlp(block.ln2(attended))
 
 
-def block_forward_with_weights(block, x, mask=None):
-    out = block.attn(block.ln1(x), mask)[0]  # need_weights left on: the same output
-    x = x + out
-    x = x + block.mlp(block.ln2(x))
+def no_residuals_with_weights(block, x, mask=None):
+    x = block.attn(block.ln1(x), mask)[0]  # need_weights left on: the same output
+    x = block.mlp(block.ln2(x))
     return x
 
 
-def block_forward_mlp_by_parts(block, x, mask=None):
-    x = x + block.attn(block.ln1(x), mask=mask, need_weights=False)[0]
+def no_residuals_mlp_by_parts(block, x, mask=None):
+    x = block.attn(block.ln1(x), mask=mask, need_weights=False)[0]
     mlp = block.mlp
-    return x + mlp.proj(mlp.act(mlp.fc(block.ln2(x))))
+    return mlp.proj(mlp.act(mlp.fc(block.ln2(x))))
+
+
+def no_residuals_switch(block, x, mask=None):
+    """The block's own switch: residual=False for one call, then put back."""
+    before = block.residual
+    block.residual = False
+    try:
+        return block(x, mask)
+    finally:
+        block.residual = before
 
 
 def _attention(block, h, mask):
     return block.attn(h, mask, need_weights=False)[0]
 
 
-def block_post_ln(block, x, mask=None):
-    x = block.ln1(x + _attention(block, x, mask))
-    return block.ln2(x + block.mlp(x))
-
-
-def block_no_attention_residual(block, x, mask=None):
-    x = _attention(block, block.ln1(x), mask)
+def block_as_built(block, x, mask=None):
+    x = x + _attention(block, block.ln1(x), mask)
     return x + block.mlp(block.ln2(x))
 
 
-def block_no_mlp_residual(block, x, mask=None):
+def attention_residual_kept(block, x, mask=None):
     x = x + _attention(block, block.ln1(x), mask)
     return block.mlp(block.ln2(x))
 
 
-def block_residual_from_normalised(block, x, mask=None):
-    h = block.ln1(x)
-    x = h + _attention(block, h, mask)
-    g = block.ln2(x)
-    return g + block.mlp(g)
-
-
-def block_parallel(block, x, mask=None):
-    return x + _attention(block, block.ln1(x), mask) + block.mlp(block.ln2(x))
-
-
-def block_ln1_twice(block, x, mask=None):
-    x = x + _attention(block, block.ln1(x), mask)
-    return x + block.mlp(block.ln1(x))
-
-
-def block_ln2_twice(block, x, mask=None):
-    x = x + _attention(block, block.ln2(x), mask)
+def mlp_residual_kept(block, x, mask=None):
+    x = _attention(block, block.ln1(x), mask)
     return x + block.mlp(block.ln2(x))
 
 
-def block_mask_ignored(block, x, mask=None):
-    x = x + _attention(block, block.ln1(x), None)
-    return x + block.mlp(block.ln2(x))
+def norms_dropped(block, x, mask=None):
+    return block.mlp(_attention(block, x, mask))
 
 
-def block_no_norm(block, x, mask=None):
-    x = x + _attention(block, x, mask)
-    return x + block.mlp(x)
+def mlp_reads_original(block, x, mask=None):
+    _attention(block, block.ln1(x), mask)
+    return block.mlp(block.ln2(x))
 
 
-def block_tuple_as_tensor(block, x, mask=None):
-    x = x + block.attn(block.ln1(x), mask)
-    return x + block.mlp(block.ln2(x))
+def post_ln_no_residuals(block, x, mask=None):
+    h = block.ln1(_attention(block, x, mask))
+    return block.ln2(block.mlp(h))
 
 
-def block_returns_pair(block, x, mask=None):
-    x = x + _attention(block, block.ln1(x), mask)
-    return x + block.mlp(block.ln2(x)), None
+def ln1_twice(block, x, mask=None):
+    return block.mlp(block.ln1(_attention(block, block.ln1(x), mask)))
+
+
+def mask_ignored(block, x, mask=None):
+    return block.mlp(block.ln2(_attention(block, block.ln1(x), None)))
+
+
+def tuple_as_tensor(block, x, mask=None):
+    return block.mlp(block.ln2(block.attn(block.ln1(x), mask)))
+
+
+def returns_pair(block, x, mask=None):
+    return block.mlp(block.ln2(_attention(block, block.ln1(x), mask))), None
 
 
 BLOCK_RIGHT = [
-    ("by hand", block_forward_by_hand),
-    ("weights computed", block_forward_with_weights),
-    ("MLP by its parts", block_forward_mlp_by_parts),
-    ("the block itself", lambda block, x, mask=None: block(x, mask)),
+    ("by hand", no_residuals_by_hand),
+    ("weights computed", no_residuals_with_weights),
+    ("MLP by its parts", no_residuals_mlp_by_parts),
+    ("the block's residual switch", no_residuals_switch),
 ]
 BLOCK_WRONG = [
-    ("post-LN", block_post_ln, "post-LN order"),
-    ("no attention residual", block_no_attention_residual, "the attention's residual is missing"),
-    ("no MLP residual", block_no_mlp_residual, "the MLP's residual is missing"),
-    ("h + attn(h)", block_residual_from_normalised, "the residual adds to the normalised input"),
-    ("MLP on the un-updated x", block_parallel, "the MLP reads x from before the attention's update"),
-    ("ln1 twice", block_ln1_twice, "ln1 is used twice"),
-    ("ln2 twice", block_ln2_twice, "ln2 is used twice"),
-    ("mask ignored", block_mask_ignored, "the mask is ignored"),
-    ("no LayerNorm", block_no_norm, "no LayerNorm at all"),
-    ("attention's pair used as a tensor", block_tuple_as_tensor, "it returns the pair (output, weights)"),
-    ("returns (output, None)", block_returns_pair, "return the output tensor alone"),
+    ("the block as built", block_as_built, "both residuals are still there"),
+    ("attention residual kept", attention_residual_kept, "the attention's residual is still there"),
+    ("MLP residual kept", mlp_residual_kept, "the MLP's residual is still there"),
+    ("LayerNorms dropped", norms_dropped, "the LayerNorms went too"),
+    ("MLP on the original x", mlp_reads_original, "the MLP reads x from before the attention"),
+    ("post-LN order", post_ln_no_residuals, "post-LN order"),
+    ("ln1 twice", ln1_twice, "ln1 is used twice"),
+    ("mask ignored", mask_ignored, "the mask is ignored"),
+    ("attention's pair used as a tensor", tuple_as_tensor, "it returns the pair (output, weights)"),
+    ("returns (output, None)", returns_pair, "return the output tensor alone"),
 ]
 
 # --- is_causal --------------------------------------------------------------------------------------------------
@@ -265,7 +261,7 @@ CAUSAL_WRONG = [
 
 CASES = {
     "layer_norm": (LAYER_NORM_RIGHT, LAYER_NORM_WRONG),
-    "block_forward": (BLOCK_RIGHT, BLOCK_WRONG),
+    "block_without_residuals": (BLOCK_RIGHT, BLOCK_WRONG),
     "is_causal": (CAUSAL_RIGHT, CAUSAL_WRONG),
 }
 
@@ -278,13 +274,13 @@ NAMED_MISTAKES = [
     ("layer_norm", LAYER_NORM_WRONG[11][1], "forgets the bias"),
     ("layer_norm", LAYER_NORM_WRONG[3][1], "std instead of variance"),
     ("layer_norm", LAYER_NORM_WRONG[9][1], "normalises over all elements"),
-    ("block_forward", block_post_ln, "post-LN order"),
-    ("block_forward", block_no_attention_residual, "residual is missing"),
-    ("block_forward", block_no_mlp_residual, "residual is missing"),
-    ("block_forward", block_residual_from_normalised, "the residual adds to the normalised input (h + attn(h)"),
-    ("block_forward", block_mask_ignored, "the mask is ignored"),
-    ("block_forward", block_ln1_twice, "used twice"),
-    ("block_forward", block_parallel, "the MLP reads x from before the attention's update"),
+    ("block_without_residuals", block_as_built, "both residuals are still there"),
+    ("block_without_residuals", attention_residual_kept, "the attention's residual is still there"),
+    ("block_without_residuals", mlp_residual_kept, "the MLP's residual is still there"),
+    ("block_without_residuals", norms_dropped, "the LayerNorms went too"),
+    ("block_without_residuals", mlp_reads_original, "the MLP reads x from before the attention"),
+    ("block_without_residuals", post_ln_no_residuals, "post-LN order"),
+    ("block_without_residuals", mask_ignored, "the mask is ignored"),
     ("is_causal", CAUSAL_WRONG[0][1], "changes the token at position t too"),
     ("is_causal", CAUSAL_WRONG[2][1], "changes only the last token"),
     ("is_causal", CAUSAL_WRONG[4][1], "compares floats exactly"),
@@ -300,7 +296,8 @@ DELEGATING = {
                    ("nn.LayerNorm", layer_norm_module, "F.layer_norm"),
                    ("torch.native_layer_norm", lambda x, w, b, eps=1e-5: torch.native_layer_norm(
                        x, (x.shape[-1],), w, b, eps)[0], "torch.native_layer_norm")],
-    "block_forward": [("the block itself", BLOCK_RIGHT[3][1], "course_lib's TransformerBlock.forward")],
+    "block_without_residuals": [("the block's residual switch", no_residuals_switch,
+                                 "course_lib's TransformerBlock.forward")],
 }
 # A hand-built right answer per exercise with built-ins: it passes without a note.
-HAND_BUILT = {"layer_norm": "by hand", "block_forward": "by hand"}
+HAND_BUILT = {"layer_norm": "by hand", "block_without_residuals": "by hand"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 
-from course_lib.experiments.speed import dependency_graph, longest_chain
 
 # --- rnn_forward -------------------------------------------------------------------------------------------------
 
@@ -123,38 +122,55 @@ RNN_WRONG = [
     ("under no_grad", rnn_no_grad, "cut off from autograd"),
 ]
 
-# --- sequential_steps --------------------------------------------------------------------------------------------
+# --- reach ----------------------------------------------------------------------------------------------------
 
 
-def steps_formula(model_kind, T, n_layers):
-    return T + n_layers - 1 if model_kind == "rnn" else n_layers
+def reach_matrix_power(mask, n_layers):
+    hop = (mask | torch.eye(mask.shape[0], dtype=torch.bool)).int()
+    return torch.linalg.matrix_power(hop, n_layers) > 0
 
 
-def steps_wavefront(model_kind, T, n_layers):
-    """The last step (n_layers, T - 1) of the rnn's grid, counted along the diagonal it finishes on."""
-    if model_kind == "transformer":
-        return n_layers
-    return (T - 1) + (n_layers - 1) + 1
+def reach_by_rows(mask, n_layers):
+    """Spread a set of reached inputs one layer at a time, row by row, in plain Python."""
+    T = mask.shape[0]
+    reached = [{i} for i in range(T)]
+    for _ in range(n_layers):
+        reached = [set(reached[i]).union(*(reached[j] for j in range(T) if mask[i, j])) for i in range(T)]
+    out = torch.zeros(T, T, dtype=torch.bool)
+    for i, inputs in enumerate(reached):
+        out[i, list(inputs)] = True
+    return out
 
 
-def steps_by_graph(model_kind, T, n_layers):
-    return longest_chain(dependency_graph(model_kind, T, n_layers))
+def reach_float_product(mask, n_layers):
+    T = mask.shape[0]
+    hop = mask.float() + torch.eye(T)
+    reached = torch.eye(T)
+    for _ in range(n_layers):
+        reached = (hop @ reached).clamp(max=1)
+    return reached > 0
 
 
-STEPS_RIGHT = [("the closed form", steps_formula), ("counted along the wavefront", steps_wavefront),
-               ("course_lib's graph", steps_by_graph)]
-STEPS_WRONG = [
-    ("T × n_layers", lambda k, T, L: T * L if k == "rnn" else L, "counts T × n_layers"),
-    ("T for the rnn", lambda k, T, L: T if k == "rnn" else L, "ignores n_layers"),
-    ("waits, not steps", lambda k, T, L: T + L - 2 if k == "rnn" else L - 1, "counts the waits"),
-    ("one too many", lambda k, T, L: T + L if k == "rnn" else L, "one step too many"),
-    ("transformer: 1", lambda k, T, L: T + L - 1 if k == "rnn" else 1, "layers as parallel"),
-    ("transformer: T", lambda k, T, L: T + L - 1 if k == "rnn" else T, "positions wait for each other"),
-    ("transformer: T × n_layers", lambda k, T, L: T + L - 1 if k == "rnn" else T * L, "positions wait for each other"),
-    ("transformer: 2 per layer", lambda k, T, L: T + L - 1 if k == "rnn" else 2 * L, "attention and MLP as two"),
-    ("kinds swapped", lambda k, T, L: L if k == "rnn" else T + L - 1, "swapped"),
-    ("a float", lambda k, T, L: float(steps_formula(k, T, L)), "return an int"),
-    ("a tensor", lambda k, T, L: torch.tensor(steps_formula(k, T, L)), "Python int"),
+def _reach_with(mask, n_layers, hops=None, residual=True):
+    T = mask.shape[0]
+    hop = (mask | torch.eye(T, dtype=torch.bool)) if residual else mask
+    reached = torch.eye(T, dtype=torch.bool)
+    for _ in range(n_layers if hops is None else max(hops, 0)):
+        reached = (hop.int() @ reached.int()) > 0
+    return reached
+
+
+REACH_RIGHT = [("a matrix power", reach_matrix_power), ("row by row, in Python", reach_by_rows),
+               ("a float product, clamped", reach_float_product)]
+REACH_WRONG = [
+    ("no residual", lambda mask, n: _reach_with(mask, n, residual=False), "the residual is missing"),
+    ("one hop too few", lambda mask, n: _reach_with(mask, n, hops=n - 1), "one hop too few"),
+    ("one hop too many", lambda mask, n: _reach_with(mask, n, hops=n + 1), "one hop too many"),
+    ("transposed", lambda mask, n: _reach_with(mask, n).T.contiguous(), "rows and columns swapped"),
+    ("the mask itself", lambda mask, n: mask.clone(), "returns the mask itself"),
+    ("path counts", lambda mask, n: torch.linalg.matrix_power((mask | torch.eye(mask.shape[0], dtype=torch.bool)).int(), n),
+     "counts the paths"),
+    ("changes the mask in place", lambda mask, n: _reach_with(mask.fill_diagonal_(True), n), "in place"),
 ]
 
 # --- overtaking_length -------------------------------------------------------------------------------------------
@@ -236,7 +252,7 @@ OVERTAKING_WRONG = [
 
 CASES = {
     "rnn_forward": (RNN_RIGHT, RNN_WRONG),
-    "sequential_steps": (STEPS_RIGHT, STEPS_WRONG),
+    "reach": (REACH_RIGHT, REACH_WRONG),
     "overtaking_length": (OVERTAKING_RIGHT, OVERTAKING_WRONG),
 }
 
@@ -244,9 +260,12 @@ NAMED_MISTAKES = [
     ("rnn_forward", rnn_no_carry, "uses h0 at every step"),
     ("rnn_forward", rnn_last_only, "returns only the last state"),
     ("rnn_forward", rnn_swapped, "nn.GRUCell takes the input first"),
-    ("sequential_steps", STEPS_WRONG[0][1], "counts T × n_layers for the rnn"),
-    ("sequential_steps", STEPS_WRONG[4][1], "treats the transformer's layers as parallel"),
-    ("sequential_steps", STEPS_WRONG[6][1], "lets the transformer's positions wait for each other"),
+    ("reach", REACH_WRONG[0][1], "the residual is missing"),
+    ("reach", REACH_WRONG[1][1], "one hop too few"),
+    ("reach", REACH_WRONG[2][1], "one hop too many"),
+    ("reach", REACH_WRONG[3][1], "rows and columns swapped"),
+    ("reach", REACH_WRONG[4][1], "returns the mask itself"),
+    ("reach", REACH_WRONG[5][1], "counts the paths"),
     ("overtaking_length", overtaking_first_faster, "returns the first T where the transformer is faster"),
     ("overtaking_length", overtaking_ties, "counts a tie as faster"),
 ]
@@ -261,9 +280,8 @@ def rnn_by_nn_gru(cell, x, h0):
 
 
 DELEGATING = {
-    "sequential_steps": [("course_lib's graph", steps_by_graph, "course_lib's longest_chain")],
     "rnn_forward": [("nn.GRU with the cell's weights", rnn_by_nn_gru, "torch._VF.gru")],
 }
-HAND_BUILT = {"sequential_steps": "the closed form", "rnn_forward": "loop and stack"}
+HAND_BUILT = {"rnn_forward": "loop and stack"}
 
 

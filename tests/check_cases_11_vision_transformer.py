@@ -7,44 +7,78 @@ import torch.nn.functional as F
 
 import course_lib
 
-# --- add_class_token ----------------------------------------------------------------------------------------------
+# --- shuffle_patches ---------------------------------------------------------------------------------------------
 
 
-def cls_expand(patches, cls):
-    return torch.cat([cls.expand(patches.shape[0], 1, -1), patches], dim=1)
+def shuffle_with_course_lib(images, orders, patch):
+    B, C, H, W = images.shape
+    patches = course_lib.models.vision.image_to_patches(images, patch)
+    moved = patches[torch.arange(B)[:, None], orders]  # (B, N, C*p*p): slot s <- patch orders[k, s]
+    return course_lib.models.vision.patches_to_image(moved, C, H, W)
 
 
-def cls_repeat(patches, cls):
-    return torch.cat((cls.repeat(len(patches), 1, 1), patches), 1)
+def shuffle_with_unfold(images, orders, patch):
+    B, C, H, W = images.shape
+    patches = F.unfold(images, patch, stride=patch)  # (B, C*p*p, N)
+    moved = torch.gather(patches, 2, orders[:, None, :].expand(-1, patches.shape[1], -1))
+    return F.fold(moved, (H, W), patch, stride=patch)
 
 
-def cls_fill(patches, cls):
-    B, N, D = patches.shape
-    out = torch.empty(B, N + 1, D, dtype=patches.dtype)
-    out[:, 0] = cls
-    out[:, 1:] = patches
+def shuffle_by_loops(images, orders, patch):
+    out = torch.empty_like(images)
+    cols = images.shape[3] // patch
+    for k in range(images.shape[0]):
+        for slot, source in enumerate(orders[k].tolist()):
+            r, c = divmod(slot, cols)
+            sr, sc = divmod(source, cols)
+            out[k, :, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = \
+                images[k, :, sr * patch:(sr + 1) * patch, sc * patch:(sc + 1) * patch]
     return out
 
 
-def cls_loop(patches, cls):
-    return torch.stack([torch.cat([cls[None], image], dim=0) for image in patches])
+def shuffle_inverse(images, orders, patch):
+    return shuffle_with_course_lib(images, torch.argsort(orders, dim=1), patch)
 
 
-ADD_CLS_RIGHT = [
-    ("cat with expand", cls_expand),
-    ("cat with repeat", cls_repeat),
-    ("a new tensor filled", cls_fill),
-    ("loop over images", cls_loop),
+def shuffle_first_order(images, orders, patch):
+    return shuffle_with_course_lib(images, orders[:1].expand(len(orders), -1), patch)
+
+
+def shuffle_plain_reshape(images, orders, patch):
+    B, C, H, W = images.shape
+    N = orders.shape[1]
+    flat = images.reshape(B, N, C * patch * patch)
+    return flat[torch.arange(B)[:, None], orders].reshape(B, C, H, W)
+
+
+def shuffle_column_major(images, orders, patch):
+    B, C, H, W = images.shape
+    t = shuffle_with_course_lib(images.transpose(2, 3), orders, patch)
+    return t.transpose(2, 3)
+
+
+def shuffle_mixes_images(images, orders, patch):
+    return shuffle_with_course_lib(images.roll(1, dims=0), orders, patch)
+
+
+def shuffle_returns_patches(images, orders, patch):
+    patches = course_lib.models.vision.image_to_patches(images, patch)
+    return patches[torch.arange(len(images))[:, None], orders]
+
+
+SHUFFLE_RIGHT = [
+    ("course_lib's patches, advanced indexing", shuffle_with_course_lib),
+    ("F.unfold, gather, F.fold", shuffle_with_unfold),
+    ("loops over slots", shuffle_by_loops),
 ]
-ADD_CLS_WRONG = [
-    ("class token last", lambda p, c: torch.cat([p, c.expand(p.shape[0], 1, -1)], dim=1), "class token last"),
-    ("added to every patch", lambda p, c: p + c, "adds the class token to every patch"),
-    ("joined along the features", lambda p, c: torch.cat([c.expand(p.shape[0], p.shape[1], -1), p], dim=-1),
-     "along the features"),
-    ("replaces the first patch", lambda p, c: torch.cat([c.expand(p.shape[0], 1, -1), p[:, 1:]], dim=1),
-     "replaces the first patch"),
-    ("detached class token", lambda p, c: cls_expand(p, c.detach()), "cut off from autograd"),
-    ("forgot return", lambda p, c: None, "forget `return`"),
+SHUFFLE_WRONG = [
+    ("the order the other way round", shuffle_inverse, "applies the order the other way round"),
+    ("the first image's order for all", shuffle_first_order, "gives every image the first image's order"),
+    ("a plain reshape", shuffle_plain_reshape, "plain reshape"),
+    ("patches numbered column by column", shuffle_column_major, "numbers the patches column by column"),
+    ("patches from another image", shuffle_mixes_images, "mixes patches between images"),
+    ("returns the patches", shuffle_returns_patches, "return images of the input's shape"),
+    ("forgot return", lambda images, orders, patch: None, "forget `return`"),
 ]
 
 # --- patch_attention_map --------------------------------------------------------------------------------------------
@@ -132,13 +166,17 @@ TO_IMAGE_WRONG = [
 ]
 
 CASES = {
-    "add_class_token": (ADD_CLS_RIGHT, ADD_CLS_WRONG),
+    "shuffle_patches": (SHUFFLE_RIGHT, SHUFFLE_WRONG),
     "patch_attention_map": (PATCH_MAP_RIGHT, PATCH_MAP_WRONG),
     "patches_to_image": (TO_IMAGE_RIGHT, TO_IMAGE_WRONG),
 }
 
 NAMED_MISTAKES = [
-    ("add_class_token", ADD_CLS_WRONG[0][1], "puts the class token last"),
+    ("shuffle_patches", shuffle_inverse, "applies the order the other way round"),
+    ("shuffle_patches", shuffle_first_order, "gives every image the first image's order"),
+    ("shuffle_patches", shuffle_plain_reshape, "plain reshape"),
+    ("shuffle_patches", shuffle_column_major, "numbers the patches column by column"),
+    ("shuffle_patches", shuffle_mixes_images, "mixes patches between images"),
     ("patch_attention_map", PATCH_MAP_WRONG[0][1], "forgot the class token"),
     ("patches_to_image", to_image_plain_reshape, "a plain reshape scrambles the patches"),
 ]

@@ -259,15 +259,15 @@ def test_a_meta_tensor_is_named_not_a_crash_of_the_check():
 
 
 def test_a_numpy_input_changed_in_place_is_named():
-    from course_lib.checks import check_probe_accuracy
-    from course_lib.experiments.probes import probe_accuracy
+    from course_lib.checks import check_nearest_neighbour_accuracy
+    from course_lib.experiments.probes import nearest_neighbour_accuracy
 
     def centring(train_x, train_y, test_x, test_y):
-        x = np.asarray(train_x)
-        x -= x.mean(0)  # in place: on NumPy input, the learner's own array
-        return probe_accuracy(train_x, train_y, test_x, test_y)
+        if isinstance(train_x, np.ndarray):
+            train_x -= train_x.mean(0)  # in place: on NumPy input, the learner's own array
+        return nearest_neighbour_accuracy(train_x, train_y, test_x, test_y)
 
-    result = check_probe_accuracy(centring)
+    result = check_nearest_neighbour_accuracy(centring)
     assert not result.passed and "changes its input `train_x` in place" in result.message, result
     assert "NumPy arrays" in result.message and "build a new array" in result.message  # named on the NumPy input
 

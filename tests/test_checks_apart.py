@@ -65,7 +65,7 @@ def test_keyboard_interrupt_is_not_swallowed():
 # a training step and a NumPy-taking exercise, each with every odd answer, in their own processes.
 
 
-@pytest.mark.parametrize("name", ["softmax", "multi_head_attention", "train_step", "probe_accuracy"])
+@pytest.mark.parametrize("name", ["softmax", "multi_head_attention", "train_step", "nearest_neighbour_accuracy"])
 
 
 def test_odd_answers_get_a_diagnosis_when_they_run_apart(name):

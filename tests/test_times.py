@@ -153,9 +153,31 @@ def test_the_command_checks_and_writes(tmp_path, capsys):
 
 
 def test_the_course_agrees_with_the_method():
-    """Every lesson header, the README's course map and the guide's table are the method's figures:
-    after changing a lesson, run `python -m course_lib times --write`."""
-    assert times.check(ROOT) == []
+    """Every lesson header, every exercise header, the README's course map and the guide's table are the method's
+    figures: after changing a lesson or an exercise, run `python -m course_lib times --write --exercises`."""
+    assert times.check(ROOT, exercises_too=True) == []
+
+
+def test_write_with_exercises_sets_each_exercise_header_and_the_notebooks_opening(tmp_path):
+    made_up_course(tmp_path)
+    path = tmp_path / "solutions" / "01_more.ipynb"
+    content = json.loads(path.read_text())
+    content["cells"][0]["source"] = ["# Exercises 01 · More\n", "\n", "**About 10 minutes** (5 + 5). Read on."]
+    content["cells"][2]["source"][2] = "**Difficulty ★☆☆ (1/3) · about 5 minutes: read (2), write (3)**\n"
+    hidden = markdown(words(3000))
+    hidden["metadata"]["tags"] = ["solution-only"]  # the learner never reads it: it must not count
+    content["cells"].insert(4, hidden)
+    path.write_text(json.dumps(content, indent=1) + "\n")
+    assert times.write_exercises(tmp_path) == ["solutions/01_more.ipynb"]
+    assert not [line for line in times.check(tmp_path, exercises_too=True) if "Exercise" in line]
+    [lesson] = [lesson for lesson in times.lessons(tmp_path) if lesson.exercises]
+    cells = json.loads(path.read_text())["cells"]
+    first, second = lesson.exercises
+    assert first.minutes == times.round_up(first.read.minutes() + 5) and first.read.words < 3000
+    opening = f"# Exercises 01 · More\n\n**About {first.minutes + second.minutes} minutes**. Read on."
+    assert "".join(cells[0]["source"]) == opening
+    assert f"**Difficulty ★☆☆ (1/3) · about {first.minutes} minutes**\n" in "".join(cells[2]["source"])
+    assert times.write_exercises(tmp_path) == []
 
 
 def test_every_lesson_has_a_measured_compute_allowance():

@@ -129,23 +129,23 @@ def _layer_norm_body(candidate) -> str:
                    "matches F.layer_norm")
 
 
-# --- block_forward ----------------------------------------------------------------------------------------------
+# --- block_without_residuals -----------------------------------------------------------------------------------
 
-def _block_forward(block, x, mask=None):
+def _block_without_residuals(block, x, mask=None):
     attended, _ = block.attn(block.ln1(x), mask, need_weights=False)
-    x = x + attended
-    return x + block.mlp(block.ln2(x))
+    return block.mlp(block.ln2(attended))
 
 
-def _block_variant(block, x, mask, order="pre", residual_attention=True, residual_mlp=True, residual_from="x",
+def _block_variant(block, x, mask, order="pre", residual_attention=False, residual_mlp=False, residual_from="x",
                    first_norm="ln1", second_norm="ln2", mlp_input="updated", use_mask=True):
-    """What ``block`` computes (the defaults), or the same with one classic mistake."""
+    """What ``block`` computes without its residuals (the defaults), or the same with one classic mistake."""
     norms = {"ln1": block.ln1, "ln2": block.ln2, "none": nn.Identity()}
     ln_a, ln_b = norms[first_norm], norms[second_norm]
     mask = mask if use_mask else None
-    if order == "post":  # the original transformer: add, then normalise
-        h = ln_a(x + block.attn(x, mask, need_weights=False)[0])
-        return ln_b(h + block.mlp(h))
+    if order == "post":  # the original transformer's order: the sublayer first, then the LayerNorm
+        attended = block.attn(x, mask, need_weights=False)[0]
+        h = ln_a(x + attended if residual_attention else attended)
+        return ln_b(h + block.mlp(h) if residual_mlp else block.mlp(h))
     h = ln_a(x)
     attended = block.attn(h, mask, need_weights=False)[0]
     base = h if residual_from == "normalised" else x
@@ -157,21 +157,25 @@ def _block_variant(block, x, mask, order="pre", residual_attention=True, residua
 
 
 BLOCK_MISTAKES = (
-    ("post-LN order: normalise each sublayer's input, x = x + attn(ln1(x)), then x = x + mlp(ln2(x)); adding "
-     "first and normalising after is the original (post-LN) transformer", {"order": "post"}),
-    ("the attention's residual is missing: x = x + attention(ln1(x)), not x = attention(ln1(x))",
-     {"residual_attention": False}),
-    ("the MLP's residual is missing: return x + mlp(ln2(x)), not mlp(ln2(x))", {"residual_mlp": False}),
-    ("the residual adds to the normalised input (h + attn(h) with h = ln1(x)): add the sublayer's output "
-     "to x itself, x + attn(ln1(x))", {"residual_from": "normalised"}),
-    ("the MLP reads x from before the attention's update: first x = x + attention(...), then the MLP on "
-     "ln2 of that new x", {"mlp_input": "original"}),
+    ("both residuals are still there: this is the block as built; the stream must be replaced by each sublayer's "
+     "output, not added to", {"residual_attention": True, "residual_mlp": True}),
+    ("the attention's residual is still there: after the attention the stream is the attention's output alone",
+     {"residual_attention": True}),
+    ("the MLP's residual is still there: return the MLP's output alone, not the stream plus it",
+     {"residual_mlp": True}),
+    ("the LayerNorms went too: take out only the additions; the attention still reads ln1 of its input and the "
+     "MLP ln2 of its input", {"first_norm": "none", "second_norm": "none"}),
+    ("the MLP reads x from before the attention: without the residual the stream after the attention is the "
+     "attention's output, and the MLP reads ln2 of that", {"mlp_input": "original"}),
+    ("post-LN order: in this pre-LN block each sublayer reads a normalised copy (ln1 before the attention, ln2 "
+     "before the MLP); normalising the sublayer's output instead is the original transformer's order",
+     {"order": "post"}),
+    ("a residual adds to the normalised copy (h + sublayer(h)): there is no addition at all without residuals",
+     {"residual_attention": True, "residual_mlp": True, "residual_from": "normalised"}),
     ("ln1 is used twice: the MLP's input goes through block.ln2", {"second_norm": "ln1"}),
     ("ln2 is used twice: the attention's input goes through block.ln1", {"first_norm": "ln2"}),
     ("ln1 and ln2 swapped: ln1 before the attention, ln2 before the MLP", {"first_norm": "ln2", "second_norm": "ln1"}),
-    ("no LayerNorm at all: the attention gets ln1(x) and the MLP gets ln2(x)", {"first_norm": "none",
-                                                                               "second_norm": "none"}),
-    ("the mask is ignored: pass it on, block.attn(h, mask, need_weights=False)", {"use_mask": False}),
+    ("the mask is ignored: pass it on to block.attn", {"use_mask": False}),
 )
 
 
@@ -192,18 +196,19 @@ def _random_block(rng: Inputs, offset: int) -> tuple[TransformerBlock, str]:
     return block, f"d_model {d_model}, {n_heads} head{'s' if n_heads > 1 else ''}, d_ff {d_ff}"
 
 
-@check("block_forward", lesson=LESSON, reference=_block_forward,
+@check("block_without_residuals", lesson=LESSON, reference=_block_without_residuals,
        builtins=("course_lib.models.block.TransformerBlock.forward",),
-       pieces="h = block.ln1(x); x = x + block.attn(h, mask, need_weights=False)[0]; x + block.mlp(block.ln2(x))",
+       pieces="block.ln1, block.attn, block.ln2 and block.mlp",
        time_limit=10.0)  # it builds and runs a dozen random blocks: a loaded laptop took over 5 s
-def check_block_forward(candidate) -> str:
-    """``block_forward(block, x (batch, time, d_model), mask=None) -> (batch, time, d_model)``: the pre-LN block
-    written with the block's own ln1, attn, ln2 and mlp; compared with ``block(x, mask)``."""
+def check_block_without_residuals(candidate) -> str:
+    """``block_without_residuals(block, x (batch, time, d_model), mask=None) -> (batch, time, d_model)``: the pre-LN
+    block with both additions taken out, written with the block's own ln1, attn, ln2 and mlp; compared with the
+    block built with ``residual=False``."""
     with one_thread():  # tiny tensors: a second thread only adds waiting
-        return _block_forward_body(candidate)
+        return _block_without_residuals_body(candidate)
 
 
-def _block_forward_body(candidate) -> str:
+def _block_without_residuals_body(candidate) -> str:
     rng = Inputs()
     cases = []
     for offset in (1, 2):
@@ -227,17 +232,16 @@ def _block_forward_body(candidate) -> str:
             except Fail as failure:
                 if "tuple" in failure.message and "TypeError" in failure.message:
                     raise Fail(f"uses what block.attn returns as one tensor ({label}): it returns the pair "
-                               f"(output, weights); take the output, block.attn(h, mask, need_weights=False)[0]") \
-                        from None
+                               f"(output, weights); take the output out of the pair") from None
                 raise
-            expected = block(x, mask)
+            expected = _block_variant(block, x, mask)
             mistakes = [(diagnosis, lazy(_block_variant, block, x, mask, **kw)) for diagnosis, kw in BLOCK_MISTAKES
                         if mask is not None or "use_mask" not in kw]
             if isinstance(got, tuple) and len(got) == 2 and isinstance(got[0], torch.Tensor) and got[1] is None:
                 raise Fail(f"returns a pair (output, None) ({label}): return the output tensor alone")
             compare(got, expected, label, mistakes)
     return summary(len(cases), ["2 random blocks", "causal mask", "padding mask", "T = 1", "batch of 1",
-                                "non-contiguous x"], "matches block(x, mask)")
+                                "non-contiguous x"], "matches the block without its residuals")
 
 
 # --- is_causal --------------------------------------------------------------------------------------------------

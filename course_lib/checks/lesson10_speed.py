@@ -1,5 +1,6 @@
-"""Checks for lesson 10, why transformers are fast: a GRU's forward pass as a loop over time, the length of
-each model's dependency chain, and reading off where the transformer overtakes the GRU in a measurement."""
+"""Checks for lesson 10, why transformers are fast: a GRU's forward pass as a loop over time, how far information
+can travel through layers with a given mask, and reading off where the transformer overtakes the GRU in a
+measurement."""
 
 from __future__ import annotations
 
@@ -101,75 +102,85 @@ def check_rnn_forward(candidate) -> str:
                    "matches the loop and nn.GRU with the cell's weights")
 
 
-# --- sequential_steps -------------------------------------------------------------------------------------------
+# --- reach ------------------------------------------------------------------------------------------------------
 
-def _sequential_steps(model_kind, T, n_layers):
-    if model_kind == "rnn":
-        return T + n_layers - 1  # the layers work like a pipeline: layer l takes position t once l - 1 has it
-    return n_layers  # every position of a layer at once; each layer waits for the one below
+def _reach(mask, n_layers):
+    T = mask.shape[0]
+    hop = mask | torch.eye(T, dtype=torch.bool)  # one layer: what a position attends to, and its own input (residual)
+    reached = torch.eye(T, dtype=torch.bool)  # no layer yet: each output is its own input
+    for _ in range(n_layers):
+        reached = (hop.int() @ reached.int()) > 0  # (T, T): i reaches j if i attends to some k that reaches j
+    return reached
+
+
+def _reach_variant(mask, n_layers, hops=None, residual=True, transposed=False):
+    T = mask.shape[0]
+    hop = mask | torch.eye(T, dtype=torch.bool) if residual else mask
+    reached = torch.eye(T, dtype=torch.bool)
+    for _ in range(n_layers if hops is None else max(hops, 0)):
+        reached = (hop.int() @ reached.int()) > 0
+    return reached.T.contiguous() if transposed else reached
+
+
+def _reach_mistakes(mask, n_layers):
+    mistakes = [
+        ("the residual is missing: a position always keeps its own input through the residual, even where the mask "
+         "does not let it attend to itself", {"residual": False}),
+        (f"one hop too few: with {n_layers} layer(s) information can hop {n_layers} time(s); with 0 layers each "
+         f"output depends only on its own input", {"hops": n_layers - 1}),
+        (f"one hop too many: with {n_layers} layer(s) information can hop {n_layers} time(s), not "
+         f"{n_layers + 1}", {"hops": n_layers + 1}),
+        ("rows and columns swapped: row i must say which inputs the output at position i depends on, as the mask's "
+         "row i says which keys query i reads", {"transposed": True}),
+    ]
+    # first: with a mask that has its diagonal, the mask itself is also "one hop" at 2 layers; name the cause
+    found = [("returns the mask itself, whatever the number of layers: each layer lets information hop once "
+              "more", lambda: mask)]
+    return found + [(diagnosis, lazy(_reach_variant, mask, n_layers, **kw)) for diagnosis, kw in mistakes]
+
+
+def _window(T, window):
+    i = torch.arange(T)
+    behind = i[:, None] - i[None, :]
+    return (behind >= 0) & (behind < window)
+
+
+@check("reach", lesson=LESSON, reference=_reach,
+       pieces="the mask as a table of one-hop links, composed once per layer",
+       time_limit=10.0)
+def check_reach(candidate) -> str:
+    """``reach(mask (T, T) bool, n_layers) -> (T, T) bool``: True where the output at position i after ``n_layers``
+    layers (each with ``mask`` and a residual) can depend on the input at position j."""
+    rng = Inputs()
+    T1, T2, T3, T4, T5 = rng.int(6, 12), rng.int(8, 16), rng.int(5, 9), rng.int(4, 8), rng.int(20, 40)
+    w = rng.int(2, 4)
+    previous_only = torch.zeros(T3, T3, dtype=torch.bool)
+    previous_only[torch.arange(1, T3), torch.arange(T3 - 1)] = True  # i reads i - 1 only, not itself
+    random_mask = rng.rand(T4, T4) < 0.3
+    cases = [  # the mask without its diagonal first: there every classic mistake gives its own answer
+        (previous_only, rng.int(2, 3), f"each position reads only the one before it (not itself), T {T3}"),
+        (torch.ones(T1, T1, dtype=torch.bool).tril(), rng.int(2, 4), f"causal mask, T {T1}"),
+        (_window(T2, w), rng.int(2, 4), f"a window of {w}, T {T2}"),
+        (random_mask, 2, f"a random mask, T {T4}"),
+        (_window(T2, w), 0, f"0 layers, a window of {w}, T {T2}"),
+        (_window(T2, w), 1, f"1 layer, a window of {w}, T {T2}"),
+        (_window(T5, 2), rng.int(5, 9), f"a window of 2, many layers, T {T5}"),
+    ]
+    for mask, n_layers, label in cases:
+        label = f"{label}, {n_layers} layer{'s' if n_layers != 1 else ''}"
+        got = call(candidate, (mask.clone(), n_layers), ("mask", "n_layers"), label)
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool and got.shape == mask.shape:
+            hint = (" (a matrix product counts the paths from j to i: turn counts into yes or no with > 0)"
+                    if not got.is_floating_point() or got.max() > 1 else "")
+            raise Fail(f"returns a {str(got.dtype).replace('torch.', '')} tensor ({label}): return a bool tensor, "
+                       f"True where the output at i can depend on the input at j{hint}")
+        compare(got, _reach(mask, n_layers), label, _reach_mistakes(mask, n_layers), what="the reach")
+    return summary(len(cases), ["causal mask", "a window", "a mask without the diagonal", "a random mask",
+                                "0 layers", "many layers"], "says which inputs every output can depend on")
 
 
 def _is_count(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _steps_mistakes(kind: str, T: int, L: int):
-    """The classic wrong counts for one input, first match wins."""
-    if kind == "rnn":
-        return [
-            (T * L, f"counts T × n_layers for the rnn: layer l can take position t as soon as layer l − 1 has "
-                    f"finished position t, without waiting for the whole sequence; follow the longest path "
-                    f"through the grid of steps"),
-            (T, "ignores n_layers for the rnn: with T = 1 and 3 layers, 3 steps still run one after another"),
-            (T + L - 2, "counts the waits between steps, not the steps: a chain of k steps has k − 1 waits"),
-            (T + L, "one step too many for the rnn: follow the chain from the first step to the last and count "
-                    "its steps"),
-        ]
-    return [
-        (T * L, "lets the transformer's positions wait for each other: the causal mask stops position t from "
-                "*using* later positions, yet every position of a layer is computed at the same time"),
-        (T, "lets the transformer's positions wait for each other: every position of a layer is computed at the "
-            "same time; only the layers wait for each other"),
-        (2 * L, "counts attention and MLP as two steps: count one step per layer (block), as the lesson does"),
-        (1, "treats the transformer's layers as parallel: layer l needs layer l − 1's output, so the layers run "
-            "one after another"),
-        (L - 1, "counts the waits between steps, not the steps: a chain of k steps has k − 1 waits"),
-    ]
-
-
-@check("sequential_steps", lesson=LESSON, reference=_sequential_steps,
-       builtins=("course_lib.experiments.speed.longest_chain",),
-       pieces="the count itself: which steps must one step wait for, and how long is the longest such chain?",
-       time_limit=10.0)  # an answer that builds the whole graph of steps is right, and slower
-def check_sequential_steps(candidate) -> str:
-    """``sequential_steps(model_kind, T, n_layers) -> int``: the steps that must run one after another for
-    "rnn" (T + n_layers - 1) and "transformer" (n_layers)."""
-    rng = Inputs()
-    cases = [("rnn", rng.int(8, 60), rng.int(3, 5)), ("transformer", rng.int(20, 40), rng.int(2, 6)),
-             ("rnn", 1, rng.int(2, 5)), ("transformer", 1, 1), ("rnn", rng.int(2, 9), 1),
-             ("transformer", rng.int(100, 200), rng.int(2, 6)), ("rnn", rng.int(100, 500), rng.int(2, 8))]
-    for kind, T, L in cases:
-        label = f"{kind!r}, T {T}, {L} layer{'s' if L > 1 else ''}"
-        got = call(candidate, (kind, T, L), ("model_kind", "T", "n_layers"), label)
-        if got is None:
-            raise Fail(f"returned None ({label}): did you forget `return`?")
-        if isinstance(got, torch.Tensor):
-            raise Fail(f"returned a tensor ({label}): return the count as a Python int (int(...) or .item())")
-        if isinstance(got, float) and got.is_integer():
-            raise Fail(f"returned the float {got} ({label}): a count of steps is a whole number, return an int")
-        if not _is_count(got):
-            raise Fail(f"returned {describe_type(got)} ({label}); expected the number of steps as an int")
-        expected = _sequential_steps(kind, T, L)
-        if got == expected:
-            continue
-        if got == _sequential_steps("transformer" if kind == "rnn" else "rnn", T, L):
-            other = "transformer" if kind == "rnn" else "rnn"
-            raise Fail(f"answers with the {other}'s count for {kind!r} ({label}): are the two kinds swapped?")
-        for value, diagnosis in _steps_mistakes(kind, T, L):
-            if got == value:
-                raise Fail(f"{diagnosis} ({label})")
-        raise Fail(f"the count is wrong ({label}): expected {expected}, got {got}")
-    return summary(len(cases), ["T = 1", "one layer", "many layers", "T up to 500"], "counts the chain")
 
 
 # --- overtaking_length ------------------------------------------------------------------------------------------

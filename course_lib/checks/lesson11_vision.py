@@ -1,5 +1,5 @@
-"""Checks for lesson 11, the vision transformer: the class token goes first, one patch's attention as a grid,
-and patches back into an image."""
+"""Checks for lesson 11, the vision transformer: an image's patches moved to new places, one patch's attention as
+a grid, and patches back into an image."""
 
 from __future__ import annotations
 
@@ -11,52 +11,84 @@ from .kit import Fail, Inputs, call, check, compare, non_contiguous, summary
 LESSON = "11_vision_transformer"
 
 
-# --- add_class_token ---------------------------------------------------------------------------------------------
+# --- shuffle_patches ---------------------------------------------------------------------------------------------
 
-def _add_class_token(patches, cls):
-    return torch.cat([cls.expand(patches.shape[0], 1, -1), patches], dim=1)
+def _shuffle_patches(images, orders, patch):
+    B, C, H, W = images.shape
+    patches = image_to_patches(images, patch)  # (B, N, C * patch * patch), left to right, then top to bottom
+    picked = torch.gather(patches, 1, orders[:, :, None].expand(-1, -1, patches.shape[2]))  # slot s <- orders[k, s]
+    return patches_to_image(picked, C, H, W)
 
 
-@check("add_class_token", lesson=LESSON, reference=_add_class_token)
-def check_add_class_token(candidate) -> str:
-    """``add_class_token(patches (batch, n, d), cls (d,)) -> (batch, n + 1, d)``: the class token first, then the
-    patches, the same class token in every image."""
-    rng = Inputs()
-    B, N, d = rng.int(2, 5), rng.int(3, 9), rng.int(2, 8)
-    d2, N3, d3, B4, N4, d4 = rng.int(2, 6), rng.int(2, 6), rng.int(2, 6), rng.int(2, 4), rng.int(2, 6), rng.int(2, 5)
-    cases = [
-        (f"batch {B}, {N} patches, d {d}", rng.randn(B, N, d), rng.randn(d)),
-        (f"batch of 1, 1 patch, d {d2}", rng.randn(1, 1, d2), rng.randn(d2)),
-        (f"batch 3, {N3} patches, d {d3}, a class token with requires_grad", rng.randn(3, N3, d3),
-         rng.randn(d3).requires_grad_()),
-        (f"non-contiguous patches, batch {B4}, {N4} patches, d {d4}", non_contiguous(rng.randn(B4, N4, d4)),
-         rng.randn(d4)),
+def _row_major_patches(images, patch):
+    """Patches numbered top to bottom, then left to right (column by column): the wrong numbering."""
+    B, C, H, W = images.shape
+    grid = images.reshape(B, C, H // patch, patch, W // patch, patch).permute(0, 4, 2, 1, 3, 5)
+    return grid.reshape(B, (H // patch) * (W // patch), C * patch * patch)
+
+
+def _from_column_patches(patches, C, H, W, patch):
+    B = patches.shape[0]
+    grid = patches.reshape(B, W // patch, H // patch, C, patch, patch).permute(0, 3, 2, 4, 1, 5)
+    return grid.reshape(B, C, H, W)
+
+
+def _shuffle_mistakes(images, orders, patch):
+    B, C, H, W = images.shape
+    N = orders.shape[1]
+    patches = image_to_patches(images, patch)
+    inverse = torch.argsort(orders, dim=1)
+
+    def gather(p, o):
+        return torch.gather(p, 1, o[:, :, None].expand(-1, -1, p.shape[2]))
+
+    def plain_reshape():
+        flat = images.reshape(B, N, C * patch * patch)  # strips of pixels, not squares
+        return gather(flat, orders).reshape(B, C, H, W)
+
+    return [
+        ("applies the order the other way round: slot s of the new image takes patch orders[k, s] of the old one "
+         "(you put patch s into slot orders[k, s])", lambda: patches_to_image(gather(patches, inverse), C, H, W)),
+        ("gives every image the first image's order: row k of orders is the order of image k",
+         lambda: patches_to_image(gather(patches, orders[:1].expand(B, -1)), C, H, W)),
+        ("numbers the patches column by column: they go left to right, then top to bottom, as image_to_patches "
+         "numbers them", lambda: _from_column_patches(gather(_row_major_patches(images, patch), orders), C, H, W,
+                                                       patch)),
+        ("cuts the image with a plain reshape: that makes strips of pixels, not square patches; cut it as lesson 11 "
+         "does (image_to_patches)", plain_reshape),
+        ("mixes patches between images: image k keeps its own patches, only their places change",
+         lambda: patches_to_image(gather(patches.roll(1, dims=0), orders), C, H, W)),
     ]
-    for label, patches, cls in cases:
-        got = call(candidate, (patches, cls), ("patches", "cls"), label)
-        B, N, d = patches.shape
-        with torch.no_grad():
-            expected = _add_class_token(patches, cls)
-        mistakes = [
-            ("puts the class token last: it goes first, at position 0, so the model reads it as out[:, 0]",
-             lambda: torch.cat([patches, cls.expand(B, 1, -1)], dim=1)),
-            ("adds the class token to every patch: it is one more vector in the list, (batch, n + 1, d)",
-             lambda: patches + cls),
-            ("joins it along the features (dim=-1): it is one more vector in the list, join along dim=1",
-             lambda: torch.cat([cls.expand(B, N, -1), patches], dim=-1)),
-            ("replaces the first patch by the class token: keep all n patches and add one vector",
-             lambda: torch.cat([cls.expand(B, 1, -1), patches[:, 1:]], dim=1)),
-            ("adds the class token to the first image only: every image gets it (expand it to (batch, 1, d))",
-             lambda: torch.cat([torch.cat([cls[None, None], patches[:1]], 1),
-                                torch.cat([torch.zeros(B - 1, 1, d), patches[1:]], 1)], 0)),
-        ]
-        compare(got.detach() if isinstance(got, torch.Tensor) else got, expected, label, mistakes,
-                what="the tokens")
-        if cls.requires_grad and not got.requires_grad:
-            raise Fail(f"the class token is cut off from autograd ({label}): it is learned, so the gradient must "
-                       f"reach it; avoid .detach(), .data and torch.tensor(...) on it")
-    return summary(len(cases), ["batch of 1, 1 patch", "a class token that learns", "non-contiguous patches"],
-                   "class token first, in every image, gradient reaching it")
+
+
+@check("shuffle_patches", lesson=LESSON, reference=_shuffle_patches,
+       pieces="image_to_patches, an index by orders, patches_to_image (lesson 11) or your own reshapes")
+def check_shuffle_patches(candidate) -> str:
+    """``shuffle_patches(images (n, C, H, W), orders (n, N) long, patch) -> (n, C, H, W)``: image k with its
+    ``patch x patch`` squares moved so that slot s holds the old square ``orders[k, s]``."""
+    rng = Inputs()
+    cases = []
+    for label, B, C, H, W, patch in (
+            ("8 x 8 digits, 2 x 2 patches", rng.int(3, 6), 1, 8, 8, 2),
+            ("colour images, 3 channels", rng.int(2, 4), 3, 6, 6, 3),
+            ("a wide image, 4 x 8 pixels", 2, 1, 4, 8, 2),
+            ("a batch of 1", 1, 1, 8, 8, 4)):
+        N = (H // patch) * (W // patch)
+        images = rng.randn(B, C, H, W)
+        orders = torch.stack([rng.permutation(N) for _ in range(B)])
+        cases.append((f"{label}, batch {B}", images, orders, patch))
+    B = rng.int(2, 4)
+    cases.append((f"non-contiguous images, batch {B}", non_contiguous(rng.randn(B, 1, 8, 8)),
+                  torch.stack([rng.permutation(16) for _ in range(B)]), 2))
+    for label, images, orders, patch in cases:
+        got = call(candidate, (images, orders, patch), ("images", "orders", "patch"), label)
+        if isinstance(got, torch.Tensor) and got.dim() == 3:
+            raise Fail(f"returns patches {tuple(got.shape)} ({label}): return images of the input's shape "
+                       f"{tuple(images.shape)}, the patches put back in their new places")
+        compare(got, _shuffle_patches(images, orders, patch), label, _shuffle_mistakes(images, orders, patch),
+                what="the shuffled images")
+    return summary(len(cases), ["digits", "3 channels", "a wide image", "a batch of 1", "non-contiguous images"],
+                   "every patch in the slot its order says, in every image")
 
 
 # --- patch_attention_map -----------------------------------------------------------------------------------------
@@ -130,7 +162,7 @@ def check_patches_to_image(candidate) -> str:
     rng = Inputs()
     cases = []
     for label, B, C, size, p in [("batch 2, 3 channels, 8 x 8, patch 4", 2, 3, 8, 4),
-                                 (f"batch 3, 1 channel, 8 x 8, patch 2", 3, 1, 8, 2),
+                                 ("batch 3, 1 channel, 8 x 8, patch 2", 3, 1, 8, 2),
                                  ("batch of 1, 2 channels, 6 x 6, patch 3", 1, 2, 6, 3),
                                  ("1 patch: the whole 4 x 4 image, 3 channels", 2, 3, 4, 4),
                                  ("batch 2, 3 channels, 12 x 12, patch 2 (non-contiguous patches)", 2, 3, 12, 2)]:

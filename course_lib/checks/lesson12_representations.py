@@ -1,5 +1,5 @@
-"""Checks for lesson 12, representations: a linear probe's test accuracy, nearest-neighbour retrieval, and the
-labels of a property of your choice."""
+"""Checks for lesson 12, representations: the training examples of some digits only, nearest-neighbour retrieval,
+the labels of a property of your choice, and a linear probe with its bugs found."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from course_lib.experiments.grammar import AgreementGrammar
 from course_lib.experiments.probes import nearest_neighbour_accuracy, probe_accuracy
-from .kit import Fail, Inputs, call, check, check_tensor, describe_type, fmt_number
+from .kit import Fail, Inputs, call, check, check_tensor, compare, describe_type, fmt_number, non_contiguous, summary
 
 LESSON = "12_representations"
 
@@ -57,85 +57,72 @@ def _xor_data(rng: Inputs, n: int):
     return x, (corner >= 2).long()
 
 
-# --- probe_accuracy ----------------------------------------------------------------------------------------------
+# --- keep_digits -------------------------------------------------------------------------------------------------
 
-def _load_scikit_learn():
-    """Import scikit-learn and fit once: its first import takes seconds that are not the learner's."""
-    from sklearn.linear_model import LogisticRegression
-
-    LogisticRegression().fit(np.array([[0.0], [1.0]]), np.array([0, 1]))
+def _keep_digits(images, labels, digits):
+    keep = torch.isin(labels, torch.as_tensor(list(digits), dtype=labels.dtype))  # (n,) bool
+    return images[keep], labels[keep]
 
 
-@check("probe_accuracy", lesson=LESSON, reference=probe_accuracy, time_limit=10.0, warm_up=_load_scikit_learn,
-       builtins=("course_lib.experiments.probes.probe_accuracy",),
-       pieces="a LogisticRegression fitted on the training vectors, scored on the test vectors")
-def check_probe_accuracy(candidate) -> str:
-    """``probe_accuracy(train_x (n, d), train_y (n,), test_x (m, d), test_y (m,)) -> float``: fit a linear probe
-    on the training vectors and labels, return its accuracy on the test ones."""
+def _keep_mistakes(images, labels, digits):
+    wanted = torch.as_tensor(list(digits), dtype=labels.dtype)
+    keep = torch.isin(labels, wanted)
+    order = torch.argsort(labels[keep], stable=True)
+    relabelled = torch.searchsorted(torch.sort(wanted).values, labels[keep])
+    first = labels == wanted[0]
+    return [
+        ("keeps the other digits: keep the examples whose label IS among the digits", images[~keep], labels[~keep]),
+        ("keeps only the first digit of the list: keep every digit in it", images[first], labels[first]),
+        ("renumbers the labels: keep each example's own label, so that a kept 3 is still a 3", images[keep],
+         relabelled),
+        ("sorts the kept examples by label: keep them in the order they came", images[keep][order],
+         labels[keep][order]),
+    ]
+
+
+@check("keep_digits", lesson=LESSON, reference=_keep_digits,
+       pieces="a True/False per example (is its label among the digits?), then that mask on images and labels")
+def check_keep_digits(candidate) -> str:
+    """``keep_digits(images (n, ...), labels (n,), digits) -> (images, labels)``: only the examples whose label is
+    among ``digits``, in their order, images and labels alike."""
     rng = Inputs()
-    names = ("train_x", "train_y", "test_x", "test_y")
-    d, classes = rng.int(4, 8), rng.int(3, 4)
-    x, y = _linear_data(rng, 400, d, classes, noise=0.6)
-    label = f"{classes} classes, d {d}, 300 training and 100 test vectors, NumPy arrays"
-    args = (x[:300].numpy(), y[:300].numpy(), x[300:].numpy(), y[300:].numpy())
-    got = _as_float(call(candidate, args, names, label), label)
-    expected = probe_accuracy(*args)
-    if abs(got - expected) > 0.06:
-        train_score = probe_accuracy(args[0], args[1], args[0], args[1])  # scored on the data it was fitted on
-        test_fit_score = probe_accuracy(args[2], args[3], args[2], args[3])  # the same, with the test vectors
-        like_train, like_test_fit = abs(got - train_score) < 1e-9, abs(got - test_fit_score) < 1e-9
-        if like_train and like_test_fit:  # both mistakes give this very number here: name both
-            raise Fail(f"returned {fmt_number(got)}, what a probe scores on the very vectors it was fitted on "
-                       f"({label}): either it scored the probe on the training vectors, or it was fitted on the test "
-                       f"vectors. Fit on (train_x, train_y), score on (test_x, test_y)")
-        if like_train and abs(train_score - expected) > 0.02:
-            raise Fail(f"scored the probe on the training vectors ({label}): score it on test_x and test_y")
-        raise Fail(f"returned {fmt_number(got)} ({label}); a logistic regression on these vectors scores about "
-                   f"{fmt_number(expected)} on the test set. Fit on (train_x, train_y), score on (test_x, test_y)")
-
-    # Test labels that follow the opposite rule: a probe of the training data scores ~0 there, not ~1.
-    x2, y2 = _linear_data(rng, 200, 3, 2, noise=0.0)
-    label = "2 classes, the test labels flipped: a right probe scores near 0 on them (torch tensors)"
-    got = _as_float(call(candidate, (x2[:150], y2[:150], x2[150:], 1 - y2[150:]), names, label), label)
-    if got > 0.5:
-        raise Fail(f"scores {fmt_number(got)} where the test labels are the opposite of the training rule ({label}): "
-                   f"your probe must be scored on test_x and test_y (did you fit on the test data, or score the "
-                   f"training data?)")
-
-    # Test data the training rule says nothing about, few enough to memorise: fitting on it would score 1.
-    x3, y3 = _linear_data(rng, 200, 12, 2, noise=0.0)
-    for _ in range(20):  # a right probe scores all 12 by chance once in about 900 draws: then this case says nothing
-        test_x3 = rng.randn(12, 12)
-        test_y3 = torch.tensor([0, 1] * 6)[rng.permutation(12)]
-        if probe_accuracy(x3, y3, test_x3, test_y3) <= 0.99:
-            break
-    label = "12 test vectors in 12 dimensions with unrelated labels"
-    got = _as_float(call(candidate, (x3, y3, test_x3, test_y3), names, label), label)
-    if got > 0.99:
-        raise Fail(f"scores {fmt_number(got)} on test labels the training data cannot predict ({label}): the probe "
-                   f"was fitted on the test vectors. Fit it on train_x and train_y only")
-
-    # XOR: no straight line does better than about 3 in 4; a non-linear reader gets it all.
-    x4, y4 = _xor_data(rng, 300)
-    label = "XOR-shaped data, which no straight line separates"
-    got = _as_float(call(candidate, (x4[:200], y4[:200], x4[200:], y4[200:]), names, label), label)
-    if got > 0.9:
-        raise Fail(f"scores {fmt_number(got)} on XOR-shaped data ({label}): that is not a linear probe (a nearest "
-                   f"neighbour, a tree or a network?). Use a logistic regression, so that the probe can only read "
-                   f"what the vectors hold in linear form")
-
-    # Labels that are not 0 .. k-1.
-    x5, y5 = _linear_data(rng, 300, 5, 2, noise=0.3)
-    labels5 = np.where(y5.numpy() == 1, 7, 3)
-    label = "labels 3 and 7 (not 0 and 1)"
-    args5 = (x5[:200].numpy(), labels5[:200], x5[200:].numpy(), labels5[200:])
-    got = _as_float(call(candidate, args5, names, label), label)
-    expected = probe_accuracy(*args5)
-    if abs(got - expected) > 0.1:
-        raise Fail(f"returned {fmt_number(got)} ({label}); a logistic regression scores about "
-                   f"{fmt_number(expected)}: do not assume the labels are 0 and 1")
-    return ("a linear probe, fitted on the training data and scored on the test data, on 5 random data sets, incl. "
-            "flipped test labels; XOR; labels 3 and 7")
+    cases = []
+    n = rng.int(30, 60)
+    digits = sorted(rng.permutation(10)[: rng.int(2, 5)].tolist())
+    cases.append((f"{n} digits 8 x 8, keep {digits}", rng.rand(n, 1, 8, 8), rng.randint(10, n), digits))
+    n = rng.int(20, 40)
+    shuffled = rng.permutation(10)[:3].tolist()
+    cases.append((f"{n} examples, keep {shuffled} (not in order)", rng.rand(n, 3), rng.randint(10, n), shuffled))
+    one = rng.int(0, 9)
+    cases.append((f"keep one digit, [{one}]", rng.rand(25, 1, 8, 8), rng.randint(10, 25), [one]))
+    labels = rng.randint(5, 20)  # digits 0-4 only
+    cases.append(("digits that do not occur: keep [7, 8], labels only 0-4", rng.rand(20, 1, 8, 8), labels, [7, 8]))
+    cases.append(("non-contiguous images, keep [0, 1, 2, 3, 4]", non_contiguous(rng.rand(30, 1, 8, 8)),
+                  rng.randint(10, 30), [0, 1, 2, 3, 4]))
+    for label, images, labels, digits in cases:
+        got = call(candidate, (images, labels, list(digits)), ("images", "labels", "digits"), label)
+        if isinstance(got, torch.Tensor) and got.dtype == torch.bool:
+            raise Fail(f"returns a mask ({label}): apply it, and return the pair (images, labels) it keeps")
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise Fail(f"returned {describe_type(got)} ({label}); expected the pair (images, labels)")
+        got_images, got_labels = got
+        expected_images, expected_labels = _keep_digits(images, labels, digits)
+        if isinstance(got_labels, torch.Tensor) and isinstance(got_images, torch.Tensor) \
+                and got_labels.shape == labels.shape and got_images.shape[0] != labels.shape[0]:
+            raise Fail(f"filters the images but not the labels ({label}): keep the same examples of both")
+        if isinstance(got_images, torch.Tensor) and got_images.shape == images.shape and len(expected_images) != len(images):
+            raise Fail(f"returns every image ({label}): keep the same examples of the images as of the labels")
+        for diagnosis, mistake_images, mistake_labels in _keep_mistakes(images, labels, digits):
+            if (isinstance(got_images, torch.Tensor) and isinstance(got_labels, torch.Tensor)
+                    and got_labels.shape == mistake_labels.shape and torch.equal(got_labels, mistake_labels)
+                    and got_images.shape == mistake_images.shape and torch.equal(got_images, mistake_images)
+                    and not (torch.equal(mistake_labels, expected_labels)
+                             and torch.equal(mistake_images, expected_images))):
+                raise Fail(f"{diagnosis} ({label})")
+        compare(got_labels, expected_labels, label, what="the labels")
+        compare(got_images, expected_images, label, what="the images")
+    return summary(len(cases), ["digits out of order", "one digit", "digits that do not occur",
+                                "non-contiguous images"], "keeps exactly those examples, in order")
 
 
 # --- nearest_neighbour_accuracy ----------------------------------------------------------------------------------
@@ -286,3 +273,84 @@ def check_property_labels(candidate) -> str:
                    f"label must depend only on that sentence")
     return ("one label per sentence, at least two classes, the same on every call and following each sentence, "
             "on 200 random grammar sentences")
+
+
+# --- probe_accuracy (find the bugs) --------------------------------------------------------------------------
+
+def _load_scikit_learn():
+    """Import scikit-learn and fit once: its first import takes seconds that are not the learner's."""
+    from sklearn.linear_model import LogisticRegression
+
+    LogisticRegression().fit(np.array([[0.0], [1.0]]), np.array([0, 1]))
+
+
+@check("probe_accuracy", lesson=LESSON, reference=probe_accuracy, time_limit=10.0, warm_up=_load_scikit_learn,
+       builtins=("course_lib.experiments.probes.probe_accuracy",),
+       pieces="a LogisticRegression fitted on the training vectors, scored on the test vectors")
+def check_probe_accuracy(candidate) -> str:
+    """``probe_accuracy(train_x (n, d), train_y (n,), test_x (m, d), test_y (m,)) -> float``: fit a linear probe
+    on the training vectors and labels, return its accuracy on the test ones. Exercise 12-4 is a find-the-bugs
+    exercise, so every message says what the check sees, not what to change."""
+    rng = Inputs()
+    names = ("train_x", "train_y", "test_x", "test_y")
+    d, classes = rng.int(4, 8), rng.int(3, 4)
+    x, y = _linear_data(rng, 400, d, classes, noise=0.6)
+    label = f"{classes} classes, d {d}, 300 training and 100 test vectors, NumPy arrays"
+    args = (x[:300].numpy(), y[:300].numpy(), x[300:].numpy(), y[300:].numpy())
+    got = _as_float(call(candidate, args, names, label), label)
+    expected = probe_accuracy(*args)
+    if abs(got - expected) > 0.06:
+        train_score = probe_accuracy(args[0], args[1], args[0], args[1])  # scored on the data it was fitted on
+        test_fit_score = probe_accuracy(args[2], args[3], args[2], args[3])  # the same, with the test vectors
+        like_train, like_test_fit = abs(got - train_score) < 1e-9, abs(got - test_fit_score) < 1e-9
+        if like_train and like_test_fit:  # both mistakes give this very number here: name both
+            raise Fail(f"returned {fmt_number(got)}, what a probe scores on the very vectors it was fitted on "
+                       f"({label}): the number says how well the probe remembers vectors it has seen, not how well "
+                       f"it reads new ones")
+        if like_train and abs(train_score - expected) > 0.02:
+            raise Fail(f"returned {fmt_number(got)}, what the probe scores on the training vectors ({label}), not "
+                       f"on the test vectors")
+        raise Fail(f"returned {fmt_number(got)} ({label}); a linear probe fitted on the training vectors scores "
+                   f"about {fmt_number(expected)} on the test vectors")
+
+    # Test labels that follow the opposite rule: a probe of the training data scores ~0 there, not ~1.
+    x2, y2 = _linear_data(rng, 200, 3, 2, noise=0.0)
+    label = "2 classes, the test labels flipped: a right probe scores near 0 on them (torch tensors)"
+    got = _as_float(call(candidate, (x2[:150], y2[:150], x2[150:], 1 - y2[150:]), names, label), label)
+    if got > 0.5:
+        raise Fail(f"scores {fmt_number(got)} where the test labels are the opposite of the training rule ({label}): "
+                   f"a probe that learned the rule from the training data scores near 0 there")
+
+    # Test data the training rule says nothing about, few enough to memorise: fitting on it would score 1.
+    x3, y3 = _linear_data(rng, 200, 12, 2, noise=0.0)
+    for _ in range(20):  # a right probe scores all 12 by chance once in about 900 draws: then this case says nothing
+        test_x3 = rng.randn(12, 12)
+        test_y3 = torch.tensor([0, 1] * 6)[rng.permutation(12)]
+        if probe_accuracy(x3, y3, test_x3, test_y3) <= 0.99:
+            break
+    label = "12 test vectors in 12 dimensions with unrelated labels"
+    got = _as_float(call(candidate, (x3, y3, test_x3, test_y3), names, label), label)
+    if got > 0.99:
+        raise Fail(f"scores {fmt_number(got)} on test labels the training data cannot predict ({label}): only a "
+                   f"probe that has seen those labels can do that")
+
+    # XOR: no straight line does better than about 3 in 4; a non-linear reader gets it all.
+    x4, y4 = _xor_data(rng, 300)
+    label = "XOR-shaped data, which no straight line separates"
+    got = _as_float(call(candidate, (x4[:200], y4[:200], x4[200:], y4[200:]), names, label), label)
+    if got > 0.9:
+        raise Fail(f"scores {fmt_number(got)} on XOR-shaped data ({label}), which no straight line separates: "
+                   f"this probe can read more than what the vectors hold in linear form")
+
+    # Labels that are not 0 .. k-1.
+    x5, y5 = _linear_data(rng, 300, 5, 2, noise=0.3)
+    labels5 = np.where(y5.numpy() == 1, 7, 3)
+    label = "labels 3 and 7 (not 0 and 1)"
+    args5 = (x5[:200].numpy(), labels5[:200], x5[200:].numpy(), labels5[200:])
+    got = _as_float(call(candidate, args5, names, label), label)
+    expected = probe_accuracy(*args5)
+    if abs(got - expected) > 0.1:
+        raise Fail(f"returned {fmt_number(got)} ({label}); a linear probe scores about {fmt_number(expected)} "
+                   f"with labels that are not 0 and 1")
+    return ("a linear probe, fitted on the training data and scored on the test data, on 5 random data sets, incl. "
+            "flipped test labels; XOR; labels 3 and 7")

@@ -72,17 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(module="bench", parser=bench)
 
     summary = ("measure many seeds at several thread counts and keep the result as the record a lesson reads "
-               "(record reference-seeds | same-steps | recall-race | probes)")
+               "(record reference-seeds | same-steps | recall-race | probes | exercise-runs)")
     record = commands.add_parser("record", help=summary, description=summary,
                                  epilog="Writes course_lib/data/<record>.json unless --dry-run. Exits 1 when a run "
                                         "misses its targets (the record is kept all the same: it says what happened).")
-    record.add_argument("what", choices=("reference-seeds", "same-steps", "recall-race", "probes"),
+    record.add_argument("what", choices=("reference-seeds", "same-steps", "recall-race", "probes", "exercise-runs"),
                         help="reference-seeds: the reference model, which lesson 09 reads (about 25 minutes); "
                              "same-steps: lesson 10's 300-step GRU-against-transformer comparison (about 30 s a run); "
                              "recall-race: lesson 10's race to recall a far-back token at equal cost, 16 and 64 tokens "
                              "(about 40 s a run on a busy 2-core machine); "
                              "probes: lesson 12's probes on the reference model and the digit ViT (about 20 s a run "
-                             "once the models are in the cache)")
+                             "once the models are in the cache); "
+                             "exercise-runs: the experiments of exercises 07-2, 10-2, 11-1 and 12-1 with their right "
+                             "answers (about 30 s a run)")
     record.add_argument("--seeds", type=positive_int, default=10, metavar="N", help="seeds 0..N-1 (default 10)")
     record.add_argument("--thread-counts", type=thread_counts, default=(1, 2, 4), metavar="1,2,4",
                         help="PyTorch thread counts, comma-separated (default 1,2,4)")
@@ -144,11 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     action = times.add_mutually_exclusive_group()
     action.add_argument("--write", action="store_true",
                         help="write the lesson minutes into each lesson's header, the README's course map and the "
-                             "instructor guide's table (never the exercise notebooks; no notebook is executed)")
+                             "instructor guide's table (no notebook is executed); with --exercises also each "
+                             "exercise header of solutions/ (then run exercises build)")
     action.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 naming each lesson header, README or guide time that differs")
     times.add_argument("--exercises", action="store_true",
-                       help="with --check: also fail when an exercise header differs from the method")
+                       help="with --check: also fail when an exercise header differs from the method; with "
+                            "--write: also write the exercise headers of solutions/")
     times.add_argument("--root", type=Path, default=None, help="the repository (default: the course's)")
     times.set_defaults(module="times", parser=times)
     return parser

@@ -1,4 +1,5 @@
-"""``python -m course_lib record {reference-seeds,same-steps,recall-race,probes}``: the records lessons 09, 10, 12 read.
+"""``python -m course_lib record {reference-seeds,same-steps,recall-race,probes,exercise-runs}``: the records lessons
+09, 10, 12 and the experiment exercises read.
 
 A lesson shows one run; a record says what many did. ``reference-seeds`` trains the reference model
 (``course_lib.experiments.reference``) for seeds 0..N-1 at each thread count (a different count adds floats in
@@ -11,6 +12,9 @@ and keeps it in ``course_lib/data/lesson10_recall_race.json``.
 ``probes`` runs lesson 12's probes on the reference model and the digit ViT of each seed
 (``course_lib.experiments.probes.probe_run``; each model from the cache, else trained: about 10 minutes once
 ``reference-seeds`` has filled the cache) and keeps them in ``course_lib/data/lesson12_probes.json``.
+``exercise-runs`` runs the experiments of exercises 07-2, 10-2, 11-1 and 12-1 with their right answers
+(``course_lib.experiments.changes.exercise_runs``; about 15 minutes) and keeps them in
+``course_lib/data/exercise_runs.json``.
 ``--dry-run`` measures and prints without writing.
 
 This command is the only code that writes into ``course_lib/data/``. A record is JSON: the settings it was
@@ -32,6 +36,9 @@ from course_lib.experiments.probes import PROBE_SETTINGS, PROBE_THRESHOLDS, RECO
 from course_lib.experiments.speed import RECORDED_SAME_STEPS, SAME_STEPS, SAME_STEPS_THRESHOLDS, same_steps_comparison
 from course_lib.experiments.speed import (RECALL_RACE, RECALL_RACE_THRESHOLDS, RECORDED_RECALL_RACE, recall_races,
                                           time_ratio)
+from course_lib.experiments.changes import (EXERCISE_RUN_SETTINGS, EXERCISE_RUN_THRESHOLDS, RECORDED_EXERCISE_RUNS,
+                                            patch_shuffle_experiment, reach_experiment, residual_experiment,
+                                            unseen_digits_experiment)
 from course_lib.tools.bench import failures, missed_targets, reference_figures
 
 # Every run of a matrix must meet the reference's own targets; lesson 10's thresholds must hold in every run.
@@ -41,6 +48,7 @@ SEED_TARGETS = {"seed_matrix.worst_agreement_accuracy": REFERENCE.min_accuracy,
 SAME_STEPS_TARGETS = {"same_steps.failed": 0}
 PROBES_TARGETS = {"probes.failed": 0}  # lesson 12: every claim of probe_claims in every run
 RECALL_RACE_TARGETS = {"recall_race.failed": 0}  # lesson 10's race: every threshold in every run
+EXERCISE_RUNS_TARGETS = {"exercise_runs.failed": 0}  # the experiment exercises: every threshold in every run
 
 
 def at_every_thread_count(run: Callable[[int], dict], seeds, threads) -> list[dict]:
@@ -91,6 +99,44 @@ def run_recall_race(seeds=range(10), threads=(1, 2, 4)) -> dict:
     lesson's thresholds must hold in every run. Returns ``{"runs": [...], "count", "failed"}``."""
     runs = at_every_thread_count(recall_races, seeds, threads)
     return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs)}
+
+
+def exercise_runs(seed: int = 0) -> dict:
+    """The four experiments of ``course_lib.experiments.changes`` for one seed at the current thread count, each with
+    the exercise's right answer (the checks' reference; the experiments themselves never import the checks)."""
+    from course_lib.checks.lesson07_transformer_block import _block_without_residuals
+    from course_lib.checks.lesson10_speed import _reach
+    from course_lib.checks.lesson11_vision import _shuffle_patches
+    from course_lib.checks.lesson12_representations import _keep_digits
+    runs = {"residuals": residual_experiment(_block_without_residuals, seed),
+            "reach": reach_experiment(_reach, seed),
+            "patch_shuffle": patch_shuffle_experiment(_shuffle_patches, seed),
+            "unseen_digits": unseen_digits_experiment(_keep_digits, seed)}
+    return {"seed": seed, "threads": torch.get_num_threads(),
+            **{name: {k: v for k, v in run.items() if k not in ("seed", "threads")} for name, run in runs.items()},
+            "holds": all(run["holds"] for run in runs.values())}
+
+
+def run_exercise_runs(seeds=range(10), threads=(1, 2, 4)) -> dict:
+    """The experiments of exercises 07-2, 10-2, 11-1 and 12-1 for every seed at every thread count; every threshold must hold
+    in every run. Returns ``{"runs": [...], "count", "failed"}``."""
+    runs = at_every_thread_count(exercise_runs, seeds, threads)
+    return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs)}
+
+
+def format_exercise_runs(s: dict) -> str:
+    rows = [f"exercises 07-2, 10-2, 11-1, 12-1: every threshold met in {s['count'] - s['failed']} of {s['count']} runs"]
+    for r in s["runs"]:
+        res, reach, shuffle, unseen = r["residuals"], r["reach"]["models"], r["patch_shuffle"], r["unseen_digits"]
+        rows.append(f"  seed {r['seed']}, {r['threads']} thread(s): 07-2 test loss with residuals "
+                    f"{res['with_residuals']:.3f}, without {res['yours']:.3f} (baseline {res['baseline']:.3f}); 10-2 recall "
+                    + ", ".join(f"{name} {m['accuracy']:.2f}" for name, m in reach.items())
+                    + f"; 11-1 shuffled: ViT {shuffle['vit']['shuffled']:.2f} (as they are {shuffle['vit']['as_they_are']:.2f}),"
+                    f" MLP {shuffle['mlp']['shuffled']:.2f} ({shuffle['mlp']['as_they_are']:.2f}); 12-1 probe of 5-9: "
+                    f"trained on 0-4 {unseen['trained_on_0_to_4']:.2f}, on all {unseen['trained_on_all']:.2f}, untrained "
+                    f"{unseen['untrained']:.2f}, pixels {unseen['pixels']:.2f}"
+                    + ("" if r["holds"] else "  <- a threshold missed"))
+    return "\n".join(rows)
 
 
 def format_seed_matrix(matrix: dict) -> str:
@@ -219,6 +265,14 @@ def record_recall_race(runs: Sequence[Mapping], path: Path | None = None) -> Pat
     return write_record(path, settings, "python -m course_lib record recall-race", merged_runs(path, settings, runs))
 
 
+def record_exercise_runs(runs: Sequence[Mapping], path: Path | None = None) -> Path:
+    """Keep ``exercise_runs`` results as the course's record (runs of the same seed and thread count already there
+    are replaced; the others kept when recorded with the same settings, thresholds and torch version)."""
+    path = RECORDED_EXERCISE_RUNS if path is None else Path(path)
+    settings = {"settings": EXERCISE_RUN_SETTINGS, "thresholds": EXERCISE_RUN_THRESHOLDS}
+    return write_record(path, settings, "python -m course_lib record exercise-runs", merged_runs(path, settings, runs))
+
+
 def run(args) -> int:
     """Run ``record`` as parsed by ``python -m course_lib``: 0 when every run met its targets, 1 otherwise."""
     seeds = range(args.seeds)
@@ -232,6 +286,11 @@ def run(args) -> int:
         targets, table = RECALL_RACE_TARGETS, format_recall_race(results["recall_race"])
         if not args.dry_run:
             results["recorded_to"] = str(record_recall_race(results["recall_race"]["runs"]))
+    elif args.what == "exercise-runs":
+        results = {"exercise_runs": run_exercise_runs(seeds, args.thread_counts)}
+        targets, table = EXERCISE_RUNS_TARGETS, format_exercise_runs(results["exercise_runs"])
+        if not args.dry_run:
+            results["recorded_to"] = str(record_exercise_runs(results["exercise_runs"]["runs"]))
     elif args.what == "probes":
         results = {"probes": run_probes(seeds, args.thread_counts)}
         targets, table = PROBES_TARGETS, format_probes(results["probes"])

@@ -97,9 +97,14 @@ def source(cell: dict) -> str:
     return "".join(text) if isinstance(text, list) else text
 
 
+SOLUTION_ONLY = "solution-only"  # the exercise builder leaves these cells out: the learner never reads them
+
+
 def reading(cells: list[dict]) -> Reading:
     total = Reading()
     for cell in cells:
+        if SOLUTION_ONLY in cell.get("metadata", {}).get("tags", []):
+            continue
         if cell["cell_type"] == "markdown":
             total += Reading(*markdown_words(source(cell)))
         elif cell["cell_type"] == "code":
@@ -302,6 +307,39 @@ def write(root: Path = ROOT, dry_run: bool = False) -> list[str]:
     return changed
 
 
+EXERCISE_TIME = re.compile(r"about \d+ minutes[^*\n]*\*\*")
+NOTEBOOK_TIME = re.compile(r"\*\*About \d+ minutes(\.?)\*\*(?: \([^)\n]*\))?")
+
+
+def write_exercises(root: Path = ROOT, dry_run: bool = False) -> list[str]:
+    """Set every exercise header of ``solutions/`` to the method's minutes ("about N minutes**", any breakdown
+    after it dropped) and each solution notebook's opening "**About N minutes**" to their sum. Returns the
+    notebooks changed; run ``python -m course_lib exercises build`` afterwards to carry them to ``exercises/``."""
+    changed = []
+    for lesson in lessons(root):
+        path = root / "solutions" / lesson.name
+        if not lesson.exercises or not path.exists():
+            continue
+        notebook = load(path)
+        cells = notebook["cells"]
+        found = iter(lesson.exercises)
+        before = json.dumps(cells)
+        for cell in cells:
+            text = source(cell)
+            if cell["cell_type"] == "markdown" and text.startswith("## Exercise"):
+                exercise = next(found)
+                text = EXERCISE_TIME.sub(f"about {exercise.minutes} minutes**", text, count=1)
+            elif cell["cell_type"] == "markdown" and NOTEBOOK_TIME.search(text) and text.startswith("# "):
+                text = NOTEBOOK_TIME.sub(lambda m: f"**About {lesson.exercise_minutes} minutes{m.group(1)}**", text,
+                                         count=1)
+            cell["source"] = text.splitlines(keepends=True)
+        if json.dumps(cells) != before:
+            changed.append(f"solutions/{lesson.name}")
+            if not dry_run:
+                save(path, notebook)
+    return changed
+
+
 def check(root: Path = ROOT, exercises_too: bool = False) -> list[str]:
     """Where the course disagrees with the method: one line each (empty when it agrees)."""
     course = lessons(root)
@@ -349,7 +387,7 @@ METHOD = (f"method: prose words / {PROSE_WORDS_PER_MINUTE} + code-block words / 
 def run(args) -> int:
     root = args.root or ROOT
     if args.write:
-        changed = write(root)
+        changed = (write_exercises(root) if args.exercises else []) + write(root)
         print("\n".join(f"wrote {name}" for name in changed) or "nothing to write: the course agrees with the method")
         return 0
     course = lessons(root)
