@@ -167,11 +167,12 @@ def probe_percent(train_x, train_y, test_x, test_y):
 PROBE_RIGHT = [("scaled logistic regression", probe_scaled), ("plain logistic regression", probe_plain),
                ("predict and compare", probe_by_hand_predict)]
 PROBE_WRONG = [
-    ("scored on the training data", probe_on_training_data, ("what the probe scores on the training vectors",
+    ("scored on the training data", probe_on_training_data, ("the very vectors it was fitted on",
                                                              "opposite of the training rule")),
-    ("fitted on the test data", probe_fit_on_test, ("only a probe that has seen those labels", "opposite of the training rule",
+    ("fitted on the test data", probe_fit_on_test, ("the very vectors it was fitted on", "opposite of the training rule",
                                                     "scores about")),
-    ("a nearest neighbour, not linear", probe_nearest_neighbour, ("no straight line separates", "scores about")),
+    ("a nearest neighbour, not linear", probe_nearest_neighbour, ("no straight line separates",
+                                                                  "nearest-neighbour read-out", "scores about")),
     ("a percentage", probe_percent, "percentage"),
     ("forgot return", lambda *args: None, "forget `return`"),
 ]
@@ -219,6 +220,9 @@ NAMED_MISTAKES = [
     ("nearest_neighbour_accuracy", nn_farthest, "farthest training vector"),
     ("property_labels", LABELS_WRONG[1][1], "do not follow their sentences"),
     ("probe_accuracy", probe_percent, "percentage"),
+    ("probe_accuracy", probe_on_training_data, "the very vectors it was fitted on"),
+    ("probe_accuracy", probe_fit_on_test, "the very vectors it was fitted on"),
+    ("probe_accuracy", probe_nearest_neighbour, "can read more than what the vectors hold in linear form"),
 ]
 
 DELEGATING = {
