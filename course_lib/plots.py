@@ -1,7 +1,19 @@
 """The course's pictures: attention heatmaps, masks, loss curves, positional encodings, timing charts, and a
-diagram of multi-head attention.
+diagram of multi-head attention; and the one figure style every lesson uses.
 
-Each function draws on ``ax`` (a new figure if None) and returns the Axes; every axis is labelled.
+Each function draws on ``ax`` (a new figure if None) and returns the Axes; every axis is labelled and every
+figure has a title.
+
+**The style** (applied when this module is imported; ``use_course_style()`` applies it again):
+
+- ``PALETTE``: Okabe and Ito's eight colours, safe for the common forms of colour blindness (no red against
+  green); ``COLOURS`` names them. The colour cycle pairs each colour with its own line style (``LINE_STYLES``),
+  so compared lines differ in more than colour.
+- Figures at most ``MAX_WIDTH_INCHES`` wide at ``DPI``: 960 pixels, a notebook column at 100 % beside the
+  file browser, so that JupyterLab never shrinks them and their 10-point text stays readable.
+- Heatmaps of weights share one scale, 0 to 1, so that two panels can be compared by eye.
+- ``label_bars(ax, bars)`` writes each bar's value on it (a bar of 0 is still read); ``legend_outside(ax)``
+  puts the legend beside the data, never on it.
 """
 
 from __future__ import annotations
@@ -16,6 +28,43 @@ from course_lib.threads import apply_thread_policy
 from course_lib.validation import shape_str
 
 apply_thread_policy()  # the course's thread count, once (see course_lib.threads)
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
+COLOURS = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
+           "sky": "#56B4E9", "purple": "#CC79A7", "yellow": "#F0E442", "black": "#000000"}
+PALETTE = list(COLOURS.values())
+LINE_STYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 3))]
+DPI = 100
+MAX_WIDTH_INCHES = 9.6  # x DPI = 960 pixels
+
+
+def use_course_style() -> None:
+    """Set matplotlib's defaults to the course's style (see the module's docstring)."""
+    from cycler import cycler
+
+    plt.rcParams.update({
+        "axes.prop_cycle": cycler(color=PALETTE) + cycler(linestyle=LINE_STYLES),
+        "figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (6.4, 3.6),
+        "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+        "xtick.labelsize": 9, "ytick.labelsize": 9, "image.cmap": "viridis",
+    })
+
+
+use_course_style()
+
+
+def label_bars(ax, bars, fmt: str = "{:.2f}", inside: bool = False):
+    """Write each bar's value at its end (``inside``: within the bar), so that a bar of 0 is read as 0.
+    ``bars``: what ``ax.bar`` or ``ax.barh`` returned."""
+    return ax.bar_label(bars, labels=[fmt.format(value) for value in bars.datavalues],
+                        label_type="center" if inside else "edge", padding=2, fontsize=8)
+
+
+def legend_outside(ax, where: str = "right", **kwargs):
+    """The legend beside the axes (``"right"``) or under them (``"below"``), never over the data."""
+    if where == "below":
+        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=kwargs.pop("ncol", 3), **kwargs)
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -34,15 +83,17 @@ def _grid_key_tokens(grid: np.ndarray, query_tokens, key_tokens, name: str) -> l
 
 
 def plot_attention(weights, query_tokens: Sequence[str], key_tokens: Sequence[str] | None = None,
-                   ax=None, title: str = "attention weights", show_values: bool | None = None):
-    """Heatmap of ``weights (query, key)``: row i shows how query token i spreads its attention."""
+                   ax=None, title: str = "attention weights", show_values: bool | None = None, vmax: float | None = 1.0):
+    """Heatmap of ``weights (query, key)``: row i shows how query token i spreads its attention. The colour
+    scale runs from 0 to ``vmax`` (1: every weight; two such heatmaps can be compared by eye); ``vmax=None``
+    stretches it to the largest weight shown."""
     w = _as_numpy(weights)
     key_tokens = _grid_key_tokens(w, query_tokens, key_tokens, "weights")
     if ax is None:
         side = max(3.0, 0.45 * max(w.shape) + 1.5)
         _, ax = plt.subplots(figsize=(side + 1, side))
     # nanmax: a row of NaN (a query blocked from every key) is drawn empty and does not break the scale
-    top = max(1e-9, float(np.nanmax(w))) if np.isfinite(w).any() else 1.0
+    top = vmax if vmax is not None else max(1e-9, float(np.nanmax(w))) if np.isfinite(w).any() else 1.0
     image = ax.imshow(w, cmap="Blues", vmin=0, vmax=top)
     ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=60, ha="right")
     ax.set_yticks(range(len(query_tokens)), query_tokens)
@@ -86,8 +137,8 @@ def plot_heads_diagram(n_heads: int = 2, ax=None, title: str = "multi-head atten
     if not isinstance(n_heads, int) or not 1 <= n_heads <= 4:
         raise ValueError(f"n_heads must be a whole number from 1 to 4 (the diagram has room for 4), got {n_heads!r}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(11, 1.6 + 1.1 * n_heads))
-    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
+        _, ax = plt.subplots(figsize=(MAX_WIDTH_INCHES, 1.6 + 1.1 * n_heads))
+    colours = [COLOURS["sky"], COLOURS["orange"], COLOURS["green"], COLOURS["purple"]]
     height = 1.0 + 1.1 * n_heads
 
     def box(x, y, w, h, text, colour="0.85", size=9):
@@ -137,7 +188,7 @@ def plot_losses(losses: Sequence[float] | Mapping[str, Sequence[float]], ax=None
         ax.set_yscale("log")
     ax.set_title(title)
     if len(curves) > 1:
-        ax.legend()
+        legend_outside(ax)
     return ax
 
 
@@ -163,7 +214,8 @@ def plot_timings(timings: Mapping[str, float], ax=None, unit: str = "ms", title:
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 0.5 * len(timings) + 1.2))
     names = list(timings)
-    ax.barh(names, [timings[n] for n in names], color="tab:blue")
+    bars = ax.barh(names, [timings[n] for n in names], color=COLOURS["blue"])
+    label_bars(ax, bars, fmt="{:.3g}")
     ax.invert_yaxis()
     ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel("method")
@@ -178,7 +230,8 @@ def plot_head_grid(attention, tokens: Sequence[str], title: str = "attention hea
         raise ValueError(f"attention must have shape (layers, heads, {len(tokens)}, {len(tokens)}), "
                          f"got {shape_str(a.shape)}")
     L, H = a.shape[:2]
-    fig, axes = plt.subplots(L, H, figsize=(2.4 * H, 2.4 * L), squeeze=False)
+    side = min(2.4, MAX_WIDTH_INCHES / H)  # however many heads, the grid fits the column
+    fig, axes = plt.subplots(L, H, figsize=(side * H, side * L), squeeze=False)
     for layer in range(L):
         for head in range(H):
             ax = axes[layer, head]

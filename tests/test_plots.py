@@ -98,3 +98,101 @@ def public_objects():
 @pytest.mark.parametrize("name, obj", list(public_objects()), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_public_function_and_class_has_a_docstring(name, obj):
     assert inspect.getdoc(obj) and len(inspect.getdoc(obj)) > 15, f"{name} has no docstring"
+
+
+# --- the course's figure style ------------------------------------------------------------------------------
+
+# Deuteranopia as Machado, Oliveira & Fernandes (2009) simulate it (severity 1), on linear RGB.
+_DEUTERANOPIA = ((0.367322, 0.860646, -0.227968), (0.280085, 0.672501, 0.047413), (-0.011820, 0.042940, 0.968881))
+
+
+def _linear(rgb):
+    return [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+
+
+def _as_seen_with_deuteranopia(rgb):
+    lin = _linear(rgb)
+    out = [max(0.0, min(1.0, sum(m * c for m, c in zip(row, lin)))) for row in _DEUTERANOPIA]
+    return [1.055 * c ** (1 / 2.4) - 0.055 if c > 0.0031308 else 12.92 * c for c in out]
+
+
+def _distance(a, b) -> float:
+    return 255 * sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
+
+
+def red_green_pairs(colours) -> list[tuple]:
+    """Pairs of colours that a reader with normal vision tells apart (over 100 RGB units) but a reader with
+    deuteranopia hardly can (under 40): the red-green distinctions the course must not rely on."""
+    rgbs = sorted({matplotlib.colors.to_rgb(c) for c in colours})
+    return [(a, b) for i, a in enumerate(rgbs) for b in rgbs[i + 1:]
+            if _distance(a, b) > 100 and _distance(_as_seen_with_deuteranopia(a), _as_seen_with_deuteranopia(b)) < 40]
+
+
+def figure_colours(fig) -> list:
+    """The colours a figure's lines, bars and markers carry (not its images: their colour maps are checked apart)."""
+    colours = []
+    for ax in fig.axes:
+        colours += [line.get_color() for line in ax.lines]
+        colours += [patch.get_facecolor() for patch in ax.patches if patch.get_facecolor()[3] > 0]
+        for collection in ax.collections:
+            colours += [tuple(c) for c in collection.get_facecolors()]
+    return colours
+
+
+def test_the_deuteranopia_check_catches_red_against_green_and_passes_the_palette():
+    assert red_green_pairs(["tab:red", "tab:green"])
+    assert not red_green_pairs(plots.PALETTE)
+    assert not red_green_pairs(["tab:blue", "tab:orange"])
+
+
+def test_the_course_style_cycles_the_colour_blind_safe_palette_with_line_styles():
+    fig, ax = plt.subplots()
+    lines = [ax.plot([0, 1], [i, i])[0] for i in range(4)]
+    assert [matplotlib.colors.to_hex(line.get_color()) for line in lines] == [c.lower() for c in plots.PALETTE[:4]]
+    assert len({str(line.get_linestyle()) for line in lines}) == 4  # compared lines differ in more than colour
+    assert plt.rcParams["figure.dpi"] == plots.DPI
+
+
+FIGURES = {
+    "plot_attention": lambda: plots.plot_attention(torch.softmax(torch.randn(6, 6), -1), list("abcdef")).figure,
+    "plot_mask": lambda: plots.plot_mask(torch.ones(5, 5, dtype=torch.bool).tril(), list("abcde")).figure,
+    "plot_heads_diagram": lambda: plots.plot_heads_diagram(4).figure,
+    "plot_losses": lambda: plots.plot_losses({name: [3.0, 2.0, 1.5] for name in "abcdefgh"}).figure,
+    "plot_positions": lambda: plots.plot_positions(course_lib.sinusoidal_positions(32, 16)).figure,
+    "plot_timings": lambda: plots.plot_timings({"loop": 3.0, "batched": 0.0}).figure,
+    "plot_head_grid": lambda: plots.plot_head_grid(torch.rand(2, 8, 5, 5), list("abcde"))[0, 0].figure,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_every_figure_fits_a_notebook_column_has_a_title_and_no_red_green_pair(name):
+    fig = FIGURES[name]()
+    fig.canvas.draw()
+    width = fig.get_window_extent().width  # pixels at the figure's dpi, as the notebook shows it
+    assert width <= 960 + 1, f"{name}: {width:.0f} px wide, over a 960 px column"
+    assert fig.get_dpi() == plots.DPI
+    titled = [ax for ax in fig.axes if ax.get_title() or fig._suptitle is not None]
+    assert titled, f"{name}: no title"
+    drawn = [ax for ax in fig.axes if ax.axison and ax.get_label() != "<colorbar>"]
+    assert all(ax.get_xlabel() or ax.get_ylabel() or fig._supxlabel is not None for ax in drawn), name
+    assert not red_green_pairs(figure_colours(fig)), f"{name}: a red-green pair carries a distinction"
+
+
+def test_heatmaps_of_weights_share_one_scale_so_panels_compare():
+    first = plots.plot_attention(torch.tensor([[0.2, 0.8], [0.5, 0.5]]), ["a", "b"])
+    second = plots.plot_attention(torch.tensor([[0.4, 0.6], [0.45, 0.55]]), ["a", "b"])
+    assert first.images[0].get_clim() == second.images[0].get_clim() == (0.0, 1.0)
+
+
+def test_bars_are_labelled_with_their_values_even_at_zero():
+    ax = plots.plot_timings({"loop": 3.0, "batched": 0.0})
+    assert [t.get_text() for t in ax.texts] == ["3", "0"]
+
+
+def test_a_legend_outside_sits_beside_the_data():
+    fig, ax = plt.subplots()
+    for i in range(3):
+        ax.plot([0, 1], [i, i + 1], label=f"line {i}")
+    legend = plots.legend_outside(ax)
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
