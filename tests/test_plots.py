@@ -1,6 +1,10 @@
 """The course's pictures: labelled axes, and clear errors when the data does not fit the labels."""
 
+import base64
 import inspect
+import json
+import struct
+from pathlib import Path
 
 import matplotlib
 
@@ -12,6 +16,8 @@ import torch  # noqa: E402
 
 import course_lib  # noqa: E402
 from course_lib import plots  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -196,3 +202,34 @@ def test_a_legend_outside_sits_beside_the_data():
     legend = plots.legend_outside(ax)
     fig.canvas.draw()
     assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
+
+
+def _png_widths(path: Path) -> list[int]:
+    """The pixel width of every PNG a notebook stores in its outputs (read from the PNG header)."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    widths = []
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get("image/png")
+            if data:
+                header = base64.b64decode("".join(data) if isinstance(data, list) else data)[:24]
+                widths.append(struct.unpack(">I", header[16:20])[0])
+    return widths
+
+
+STORED = sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("notebooks/extras/*.ipynb"), *ROOT.glob("solutions/*.ipynb")])
+
+
+@pytest.mark.parametrize("path", STORED, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_stored_figure_fits_a_960_pixel_column(path):
+    """JupyterLab shrinks a wider picture to the column, and its text with it: none may be wider."""
+    too_wide = [width for width in _png_widths(path) if width > 960]
+    assert not too_wide, f"{path.name}: figures {too_wide} px wide (at most 960: course_lib.plots.MAX_WIDTH_INCHES)"
+
+
+@pytest.mark.parametrize("path", STORED, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_notebook_draws_with_red_against_green(path):
+    code = "\n".join("".join(cell["source"]) for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]
+                     if cell["cell_type"] == "code")
+    named = {c for c in ("tab:red", "tab:green", '"red"', '"green"', "'red'", "'green'") if c in code}
+    assert not named, f"{path.name} names {sorted(named)}: use course_lib.plots.COLOURS (Okabe-Ito)"

@@ -85,9 +85,9 @@ class HeadReport:
         import matplotlib.pyplot as plt  # a report is meant for display, so pyplot is wanted here
 
         layers, heads = self.shape
-        if fig is None:
-            fig = plt.figure(figsize=(3.2 * 4, 0.9 * layers + 1.3), layout="constrained")
-        axes = fig.subplots(1, 4, squeeze=True)
+        if fig is None:  # two by two, so that the four panels fit a 960-pixel notebook column (course_lib.plots)
+            fig = plt.figure(figsize=(9.6, 2 * (0.9 * layers + 1.4)), layout="constrained")
+        axes = fig.subplots(2, 2).ravel()  # (4,): the panels in reading order
         panels = [("previous_token", "Blues", (0, 1)), ("neighbour", "Blues", (0, 1)), ("verb_to_subject", "Blues", (0, 1)),
                   ("accuracy_drop", "Reds", (0, max(0.05, float(self.accuracy_drop.max()))))]
         for ax, (name, cmap, (vmin, vmax)) in zip(axes, panels):
