@@ -244,3 +244,32 @@ def plot_head_grid(attention, tokens: Sequence[str], title: str = "attention hea
     fig.suptitle(title)
     fig.tight_layout()
     return axes
+
+
+def alt_text(fig=None) -> str:
+    """A one-line description of ``fig`` (the current figure if None) from its titles and axis labels: what a
+    screen reader says in place of the picture. JupyterLab gives a plotted image no alt text of its own, so the
+    course prints this line with every figure (``describe``)."""
+    fig = plt.gcf() if fig is None else fig
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and (ax.axison or ax.get_title())]
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    titles = [ax.get_title() for ax in panels if ax.get_title()]
+    parts = [title or "; ".join(dict.fromkeys(titles)) or "an untitled figure"]
+    if len(panels) > 1:
+        parts[0] = f"{len(panels)} panels: " + parts[0] if not title else parts[0] + f" ({len(panels)} panels)"
+    labelled = next((ax for ax in panels if ax.get_xlabel() or ax.get_ylabel()), None)
+    xlabel = labelled.get_xlabel() if labelled is not None else ""
+    ylabel = labelled.get_ylabel() if labelled is not None else ""
+    if fig._supxlabel is not None:
+        xlabel = fig._supxlabel.get_text()
+    if fig._supylabel is not None:
+        ylabel = fig._supylabel.get_text()
+    axes_text = ", ".join(f"{name} axis: {label}" for name, label in (("horizontal", xlabel), ("vertical", ylabel))
+                          if label)
+    return f"Figure: {parts[0]}" + (f" ({axes_text})" if axes_text else "") + "."
+
+
+def describe(fig=None) -> None:
+    """Print ``alt_text(fig)``: the picture's description, for readers who cannot see it (call it before
+    ``plt.show()``)."""
+    print(alt_text(fig))

@@ -233,3 +233,28 @@ def test_no_notebook_draws_with_red_against_green(path):
                      if cell["cell_type"] == "code")
     named = {c for c in ("tab:red", "tab:green", '"red"', '"green"', "'red'", "'green'") if c in code}
     assert not named, f"{path.name} names {sorted(named)}: use course_lib.plots.COLOURS (Okabe-Ito)"
+
+
+def test_every_figure_can_be_described_in_one_line_for_a_screen_reader(capsys):
+    ax = plots.plot_losses({"train": [3.0, 2.0], "test": [3.2, 2.4]}, title="the loss falls")
+    assert plots.alt_text(ax.figure) == "Figure: the loss falls (horizontal axis: training step, vertical axis: loss)."
+    fig, axes = plt.subplots(1, 2)
+    axes[0].set_title("left")
+    axes[1].set_title("right")
+    fig.supxlabel("position")
+    plots.describe(fig)
+    assert capsys.readouterr().out == "Figure: 2 panels: left; right (horizontal axis: position).\n"
+    assert "\n" not in plots.alt_text(FIGURES["plot_head_grid"]())
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")), ids=lambda p: p.name)
+def test_every_lesson_figure_is_described_in_words(path):
+    """JupyterLab gives a plotted image no alt text: each figure's cell prints its description (describe())."""
+    silent = []
+    for number, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+        pictures = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        words = "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                        for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        if pictures and "Figure: " not in words:
+            silent.append(number)
+    assert not silent, f"{path.name}: cells {silent} show a figure without describing it (course_lib.plots.describe)"
