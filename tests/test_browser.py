@@ -1,7 +1,9 @@
 """The widgets in a real browser: JupyterLab on 127.0.0.1, headless Chromium through Playwright.
 
 Proves what the Python-side tests cannot: the explorer renders offline (no "Error displaying widget"),
-a click on its own head button reaches the kernel and redraws the view, and token text stays text; and
+a click on its own head button reaches the kernel and redraws the view, and token text stays text; by
+keyboard alone, Tab reaches its controls, arrow keys change the focused control and never move the
+notebook, the focus ring shows, every control has a name, and the compare view fits the column; and
 after Run All, the playground keeps the state Python set, whatever its sliders echo back.
 Screenshots land in test-artifacts/ at the repository root (git-ignored).
 """
@@ -51,10 +53,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_notebook(folder: Path, cells=(BUILD_CELL, "print(explorer)"), name: str = "explorer.ipynb") -> Path:
+# The reviewer's case: a markdown cell right after the widget, where an arrow key used to move the notebook.
+MARKDOWN = "## Below the explorer\n\nArrow keys on the explorer's controls must never land here."
+# A 20-token sentence in the compare view, as in the explorer notebook: it must fit a 960 px column.
+WIDE_CELL = """\
+wide_weights = rng.random((2, 4, 20, 20)) ** 3
+sentence = "<bos> near the cats , the old cat that the quiet painters watch that the old cats help sleeps ."
+wide = AttentionExplorer(wide_weights / wide_weights.sum(-1, keepdims=True), sentence.split(),
+                         view="compare", query=17)
+wide"""
+
+
+def write_notebook(folder: Path, cells=(BUILD_CELL, MARKDOWN, "print(explorer)", WIDE_CELL),
+                   name: str = "explorer.ipynb") -> Path:
+    """Cells are code, except those that start with "## " (markdown)."""
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    notebook.cells = [nbformat.v4.new_markdown_cell(source) if source.startswith("## ")
+                      else nbformat.v4.new_code_cell(source) for source in cells]
     path = folder / name
     nbformat.write(notebook, path)
     return path
@@ -114,6 +130,56 @@ def screenshot(page, locator, name: str) -> bytes:
     return image
 
 
+# What has the focus: enough to find a control, check its name, its focus ring and its pressed state.
+FOCUSED = """() => {
+    const e = document.activeElement;
+    if (!e) return null;
+    const style = getComputedStyle(e);
+    let back = e.parentElement, background = 'rgb(255, 255, 255)';
+    for (; back; back = back.parentElement) {
+        const b = getComputedStyle(back).backgroundColor;
+        if (b && b !== 'transparent' && !b.endsWith(', 0)')) { background = b; break; }
+    }
+    return {tag: e.tagName, text: (e.innerText || '').trim(), pressed: e.getAttribute('aria-pressed'),
+            inExplorer: !!e.closest('.course-attention-explorer'), outlineWidth: parseFloat(style.outlineWidth),
+            outlineStyle: style.outlineStyle, outline: style.outlineColor, background: background};
+}"""
+ACTIVE_CELL = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
+# Every control in a widget and its accessible name: aria-label, a <label for=...>, or its own text.
+NAMES = """(selector) => Array.from(document.querySelector(selector).querySelectorAll(
+        'button, select, input, [role=slider], [contenteditable=true], [tabindex]:not([tabindex="-1"])'))
+    .filter(e => e.offsetParent !== null)
+    .map(e => [e.tagName + '.' + e.className, (e.getAttribute('aria-label')
+        || (e.id && document.querySelector('label[for="' + e.id + '"]')?.textContent) || e.innerText || '').trim()])"""
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two CSS colours 'rgb(r, g, b)'."""
+    def luminance(colour):
+        channels = [int(float(c)) / 255 for c in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]]
+        r, g, bl = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * bl
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def press_until(page, key: str, wanted, what: str, limit: int = 20) -> dict:
+    """Press ``key`` (Tab, Shift+Tab) until the focused element satisfies ``wanted``; return it."""
+    seen = []
+    for _ in range(limit):
+        page.keyboard.press(key)
+        focused = page.evaluate(FOCUSED)
+        if focused and wanted(focused):
+            return focused
+        seen.append(focused and (focused["tag"], focused["text"][:20]))
+    raise AssertionError(f"{key} x{limit} never reached {what}; focus went through {seen}")
+
+
+def wait_text(page, text: str, selector: str = ".course-attention-explorer") -> None:
+    page.wait_for_function("([s, t]) => document.querySelector(s).innerText.includes(t)", arg=[selector, text],
+                           timeout=15_000)
+
+
 def require_browser():
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium); "
@@ -160,7 +226,7 @@ def notebook_page(lab, notebook: Path, failure_picture: str, dialogs: list):
     """A page of the shared JupyterLab showing ``notebook`` (in ``lab``'s folder) with an idle kernel, in a
     workspace of its own; closed afterwards with its kernel. On an error, a screenshot goes to test-artifacts/."""
     _, url, browser = lab
-    page = browser.new_page(viewport={"width": 1300, "height": 1100})
+    page = browser.new_page(viewport={"width": 1400, "height": 900})  # the reviewer's window
     try:
         page.set_default_timeout(20_000)
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
@@ -197,6 +263,7 @@ def test_explorer_renders_and_reacts_in_jupyterlab(lab):
         cells = page.locator(".jp-Notebook .jp-CodeCell")
         state = cells.nth(1).locator(".jp-OutputArea-output").first
         state.wait_for(timeout=20_000)
+        page.locator(".course-attention-explorer").nth(1).wait_for(state="visible", timeout=20_000)
         assert "head=0" in state.inner_text()
         assert page.get_by_text("Error displaying widget").count() == 0
         # The heatmap: one head, 6 x 6 numbers, labels as typed.
@@ -222,6 +289,68 @@ def test_explorer_renders_and_reacts_in_jupyterlab(lab):
             timeout=20_000)
         assert state.inner_text().strip() == (
             "AttentionExplorer(layers=2, heads=4, tokens=6, layer=0, head=2, query=5, view='heatmap')")
+
+        # ---- by keyboard alone: Tab to the controls, arrows change them, the notebook stays put
+        explorer.locator(".widget-toggle-buttons .widget-label", has_text="view").click()  # focus starts here
+        active_cell = page.evaluate(ACTIVE_CELL)
+        assert active_cell == 0
+        focused = press_until(page, "Tab", lambda f: f["inExplorer"] and f["text"] == "head 2", "the head buttons")
+        assert focused["pressed"] == "true"
+        # The focus ring: at least 2 px, at least 3:1 against the background; the pressed state is not colour alone.
+        assert focused["outlineStyle"] != "none" and focused["outlineWidth"] >= 2, focused
+        assert contrast(focused["outline"], focused["background"]) >= 3, focused
+        check = page.evaluate("() => getComputedStyle(document.activeElement, '::before').content")
+        assert "✓" in check, check
+        page.keyboard.press("ArrowRight")  # the next head, as in a radio group
+        wait_text(page, "head 3 · query 5")
+        focused = page.evaluate(FOCUSED)
+        assert focused["text"] == "head 3" and focused["pressed"] == "true", focused
+        assert explorer.locator("button[aria-pressed=true]", has_text="head 2").count() == 0
+        assert page.evaluate(ACTIVE_CELL) == active_cell, "ArrowRight on a head button moved the notebook"
+        focused = press_until(page, "Tab", lambda f: f["inExplorer"] and f["tag"] == "SELECT", "the query dropdown")
+        page.keyboard.press("ArrowUp")  # the query before
+        wait_text(page, "head 3 · query 4")
+        assert page.evaluate(FOCUSED)["tag"] == "SELECT"
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowUp")
+        assert page.evaluate(ACTIVE_CELL) == active_cell, "arrows on the query dropdown moved the notebook"
+        press_until(page, "Shift+Tab", lambda f: f["inExplorer"] and f["text"] == "heatmap", "the view buttons")
+        page.keyboard.press("End")
+        wait_text(page, "looks most at")  # the compare view, its numbers written out
+        assert explorer.locator("table.course-attention-heatmap").count() == 2
+        assert page.evaluate(FOCUSED)["text"] == "compare heads"
+        assert page.evaluate(ACTIVE_CELL) == active_cell
+        changed = screenshot(page, explorer, "attention_explorer_keyboard.png")
+        assert changed != after
+
+        # Every control has a name; the groups are named groups of pressed / not pressed buttons.
+        names = page.evaluate(NAMES, ".course-attention-explorer")
+        assert len(names) >= 4 + 2 + 5 + 1 + 2 and all(name for _, name in names), names
+        groups = explorer.locator("[role=group]")
+        assert sorted(groups.evaluate_all("gs => gs.map(g => g.getAttribute('aria-label'))")) == [
+            "head", "layer", "view"]
+        assert explorer.locator("button[aria-pressed]").count() == 4 + 2 + 5
+
+        # The keys reached the kernel.
+        cells.nth(1).locator(".jp-InputArea-editor").click()
+        run_command(page, "notebook:run-cell")
+        page.wait_for_function(
+            "() => document.querySelectorAll('.jp-Notebook .jp-CodeCell')[1].innerText.includes('head=3')",
+            timeout=20_000)
+        assert state.inner_text().strip() == (
+            "AttentionExplorer(layers=2, heads=4, tokens=6, layer=0, head=3, query=4, view='compare')")
+
+        # A 20-token sentence compared in the reviewer's window: both heads fit the column, none clipped.
+        fit = page.evaluate("""() => {
+            const wide = document.querySelectorAll('.course-attention-explorer')[1];
+            const box = wide.getBoundingClientRect();
+            const heads = Array.from(wide.querySelectorAll('.course-compare > div'));
+            return {box: box.width, right: box.right, heads: heads.map(h => h.getBoundingClientRect().right),
+                    tops: heads.map(h => Math.round(h.getBoundingClientRect().top)),
+                    clipped: heads.some(h => h.scrollWidth > h.clientWidth + 1)};
+        }""")
+        assert fit["box"] <= 980 and max(fit["heads"]) <= fit["right"] + 1 and not fit["clipped"], fit
+        assert fit["tops"][0] == fit["tops"][1], f"the two heads did not stay side by side: {fit}"
         assert dialogs == [], f"a token ran as code: {dialogs}"
 
 
@@ -264,3 +393,11 @@ def test_playground_keeps_python_state_after_run_all(lab):
             "() => document.querySelector('.course-attention-playground').innerText.includes('“cat” (position 1)')",
             timeout=10_000)
         assert "[0.50, 2.00]" in playground.inner_text()
+        # Accessible names: the sliders' handles say what they set.
+        page.wait_for_function("() => document.querySelectorAll("
+                               "'.course-attention-playground .noUi-handle[aria-label]').length === 3",
+                               timeout=10_000)
+        handles = playground.locator(".noUi-handle").evaluate_all("hs => hs.map(h => h.getAttribute('aria-label'))")
+        assert handles == ["query[0]", "query[1]", "scale"]
+        names = page.evaluate(NAMES, ".course-attention-playground")
+        assert all(name for _, name in names), names

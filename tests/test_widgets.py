@@ -3,6 +3,7 @@
 Outside a kernel ipywidgets 8 uses a dummy comm, so traits, links and observe callbacks all work here.
 """
 
+import re
 import time
 
 import ipywidgets as widgets
@@ -14,6 +15,8 @@ import torch
 from course_lib import TransformerLM, agreement_vocabulary, seed_everything
 from course_lib.experiments.analysis import capture_attention
 from course_lib.widgets import AVERAGE, AttentionExplorer, AttentionPlayground
+from course_lib.widgets.keyboard import CSS, ROOT_CLASS, SCRIPT, SUPPORT_HTML
+from course_lib.widgets.render import COMPARE_GAP_PX, row_label_px
 
 TOKENS = ["<bos>", "the", "dog", "near", "the", "cats", "runs", "."]
 EVIL = ["<script>alert(1)</script>", "<b>x</b>", "a&b", '"quoted"', "$x$", "plain"]
@@ -187,10 +190,11 @@ def test_grid_thumbnails_select_a_head_on_click():
     assert len(images) == 4 and all(image.value[:8] == b"\x89PNG\r\n\x1a\n" for image in images)
     assert len({image.value for image in images}) == 4  # one picture per head
     buttons = find(explorer, widgets.Button)
-    assert [b.description for b in buttons] == ["head 0", "head 1", "head 2", "head 3"]
+    assert [b.description for b in buttons] == ["✓ head 0", "head 1", "head 2", "head 3"]  # beyond colour
     buttons[2].click()
     assert explorer.head == 2
     assert buttons[2].button_style == "warning" and buttons[0].button_style == ""
+    assert [b.description for b in buttons] == ["head 0", "head 1", "✓ head 2", "head 3"]
     first_layer = [image.value for image in images]
     explorer.layer = 1
     assert [image.value for image in images] != first_layer
@@ -216,15 +220,58 @@ def test_compare_view_puts_heads_of_two_layers_side_by_side():
     assert AttentionExplorer(a, TOKENS, layer=1).compare_layer == 1  # starts on the selected layer
 
 
-def test_compare_view_stays_side_by_side_with_its_label_whole():
-    tokens = [f"w{i}" for i in range(16)]
-    explorer = AttentionExplorer(random_attention(2, 4, 16), tokens, view="compare")
+def compare_width_px(html, tokens):
+    """The compare view's two heads side by side, in px: row labels, cells (+1 px border) and the gap."""
+    cell = int(re.search(r"width:(\d+)px;min-width", html).group(1))
+    return 2 * (row_label_px(tokens) + len(tokens) * (cell + 1)) + COMPARE_GAP_PX, cell
+
+
+# The notebook's sentence (with <bos>, 20 tokens): the reviewer's compare view was 1010 px in a 964 px box.
+SENTENCE = ["<bos>"] + ("near the cats , the old cat that the quiet painters watch that the old cats help "
+                        "sleeps .").split()
+
+
+def test_compare_view_fits_a_960_px_column_and_writes_its_numbers():
+    explorer = AttentionExplorer(random_attention(2, 4, len(SENTENCE)), SENTENCE, view="compare", query=17)
     assert explorer.controls["compare_layer"].style.description_width == "initial"  # not cut to "compare …"
     html = explorer._compare.value
-    assert html.count("<table") == 2 and "flex-wrap:nowrap" in html  # side by side, never stacked
-    assert html.count('title="') == 2 * 16 * 16 and "hover a cell" in html  # 16 tokens: compact cells
+    width, cell = compare_width_px(html, SENTENCE)
+    assert width <= 960 and cell >= 10, (width, cell)  # side by side in the column, cells still visible
+    assert html.count("<table") == 2 and "flex-wrap:wrap" in html and "nowrap" not in html
+    assert "max-width:940px" in html
+    # Numbers without hover: the selected query's three strongest weights under each head, as text.
+    assert html.count('class="course-top-weights"') == 2
+    for weights in (explorer.weights, explorer.head_weights(explorer.compare_layer, explorer.compare_head)):
+        j = int(weights[17].argmax())
+        assert f"<li>{j}: “{SENTENCE[j]}” {weights[17, j]:.2f}</li>" in html
+    assert html.count('title="') == 2 * len(SENTENCE) ** 2 and "hover a cell" in html  # hover still works
     small = AttentionExplorer(random_attention(), TOKENS, view="compare")._compare.value
     assert "title=" not in small and small.count("<td") == 2 * len(TOKENS) ** 2  # short sentences keep numbers
+    # A sentence too long for two heads even at the smallest cells: the second head wraps below.
+    long = [f"w{i}" for i in range(48)]
+    html = AttentionExplorer(random_attention(1, 2, 48), long, view="compare")._compare.value
+    width, cell = compare_width_px(html, long)
+    assert cell == 10 and width > 960 and "flex-wrap:wrap" in html
+
+
+def test_every_control_has_a_name_and_the_keyboard_support_is_on_screen():
+    explorer = AttentionExplorer(random_attention(), TOKENS)
+    for name, control in explorer.controls.items():
+        assert control.description, f"{name} has no accessible name"
+    assert all(b.description for b in find(explorer, widgets.Button))
+    playground = AttentionPlayground()
+    sliders = find(playground, widgets.FloatSlider)
+    assert [s.description for s in sliders] == ["query[0]", "query[1]", "scale"]  # aria-label in the browser
+    assert playground.controls["asker"].description == "who asks"
+    for widget in (explorer, playground):
+        assert ROOT_CLASS in widget._dom_classes
+        support = [w for w in find(widget, widgets.HTML) if w.value == SUPPORT_HTML]
+        assert len(support) == 1 and support[0].layout.display == "none"
+    # The script: arrow keys stop at the widget, toggle groups move by arrows, pressed state and names.
+    for part in ("stopPropagation", "'ArrowDown'", "aria-pressed", "aria-label", "next.click()"):
+        assert part in SCRIPT
+    assert '"' not in SCRIPT and "<" not in SCRIPT  # it lives in an HTML attribute
+    assert "outline: 3px solid #0b57d0" in CSS and 'content: "✓ "' in CSS
 
 
 def test_heatmap_cells_leave_room_around_their_numbers():

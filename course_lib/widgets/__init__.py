@@ -1,8 +1,11 @@
 """Widgets to look inside attention: explore every head, play with one softmax.
 
-Lessons 03 and 09. Built from core ipywidgets and matplotlib only: no JavaScript of our own, no CDN,
-so they work offline in JupyterLab 4, Notebook 7 and VS Code. Python draws each view and sends only
-that picture to the browser; the state lives in Python, where you can read, set and observe it.
+Lessons 03 and 09. Built from core ipywidgets and matplotlib only: no extension, no CDN, so they work
+offline in JupyterLab 4, Notebook 7 and VS Code. Python draws each view and sends only that picture to
+the browser; the state lives in Python, where you can read, set and observe it. One small fixed script,
+carried by a hidden HTML widget, keeps arrow keys on the focused control (away from JupyterLab's
+notebook shortcuts) and names the sliders for screen readers (``keyboard.py``); without it the widgets
+still work by mouse, Tab, Enter and Space.
 
     AttentionExplorer(attention, tokens)       attention (layers, heads, query, key) of one sentence   (explorer.py)
     AttentionExplorer.from_model(model, ids, tokens)

@@ -13,6 +13,7 @@ import torch
 import traitlets
 
 from course_lib.experiments.analysis import capture_attention
+from course_lib.widgets.keyboard import CHECK, ROOT_CLASS, support_widget
 from course_lib.widgets.render import (as_attention, check_tokens, compare_html, escape, heatmap_html,
                                       thumbnail_png, token_view_html)
 
@@ -21,7 +22,7 @@ __all__ = ["AVERAGE", "AttentionExplorer", "StateError"]
 AVERAGE = "average"
 VIEWS = ("heatmap", "tokens", "grid", "compare")
 _VIEW_LABELS = {"heatmap": "heatmap", "tokens": "token lines", "grid": "all heads", "compare": "compare heads"}
-_BUTTONS = {"button_width": "auto"}  # as wide as their labels
+_BUTTONS = {"button_width": "auto", "description_width": "initial"}  # as wide as their labels
 
 
 class StateError(traitlets.TraitError, ValueError):
@@ -73,6 +74,7 @@ class AttentionExplorer(widgets.VBox):
         self._building = True
         super().__init__()
         self.add_class("course-attention-explorer")
+        self.add_class(ROOT_CLASS)  # arrow keys stay on the focused control, focus ring (keyboard.py)
         self.set_trait("layer", layer)
         self.set_trait("head", head)
         if compare_head is None:
@@ -163,19 +165,22 @@ class AttentionExplorer(widgets.VBox):
     def _build_controls(self) -> None:
         # ToggleButtons put their labels into innerHTML: only our own labels go there, never tokens.
         # Dropdown options are set as textContent, so raw token text is safe (and shown as typed) there.
+        # Every control has a name (its description, or its label): screen readers say what it sets.
         heads = [(f"head {h}", h) for h in range(self.n_heads)] + [("average", AVERAGE)]
         self._layer_control = widgets.ToggleButtons(options=[(f"layer {i}", i) for i in range(self.n_layers)],
-                                                    value=self.layer, style=_BUTTONS)
-        self._head_control = widgets.ToggleButtons(options=heads, value=self.head, style=_BUTTONS,
+                                                    value=self.layer, description="layer", style=_BUTTONS)
+        self._head_control = widgets.ToggleButtons(options=heads, value=self.head, description="head",
+                                                   style=_BUTTONS,
                                                    layout={"margin": "0 0 0 16px"})
         self._query_control = widgets.Dropdown(options=[(f"{i}: {t}", i) for i, t in enumerate(self.tokens)],
                                                value=self.query, description="query")
         self._view_control = widgets.ToggleButtons(options=[(_VIEW_LABELS[v], v) for v in VIEWS],
-                                                   value=self.view, style=_BUTTONS)
+                                                   value=self.view, description="view", style=_BUTTONS)
         self._compare_layer_control = widgets.Dropdown(options=[(f"layer {i}", i) for i in range(self.n_layers)],
                                                        value=self.compare_layer, description="compare with",
                                                        style={"description_width": "initial"})
-        self._compare_control = widgets.Dropdown(options=heads, value=self.compare_head)
+        self._compare_control = widgets.Dropdown(options=heads, value=self.compare_head, description="head",
+                                                 style={"description_width": "initial"})
         for control, name in ((self._layer_control, "layer"), (self._head_control, "head"),
                               (self._query_control, "query"), (self._view_control, "view"),
                               (self._compare_control, "compare_head"), (self._compare_layer_control, "compare_layer")):
@@ -194,7 +199,7 @@ class AttentionExplorer(widgets.VBox):
         self._grid = widgets.GridBox(self._grid_cells, layout={
             "grid_template_columns": f"repeat({min(self.n_heads, 4)}, 125px)"})
         self._stage = widgets.Box()
-        self.children = [self._view_control,
+        self.children = [support_widget(), self._view_control,
                          widgets.HBox([self._layer_control, self._head_control], layout={"flex_flow": "row wrap"}),
                          self._query_control, self._caption, self._stage]
 
@@ -241,4 +246,6 @@ class AttentionExplorer(widgets.VBox):
             chosen = h == self.head
             self._grid_cells[h].layout.border = "3px solid #ff9800" if chosen else "3px solid transparent"
             self._grid_buttons[h].button_style = "warning" if chosen else ""
+            # beyond colour: a check mark names the selected head (a Button has no pressed state)
+            self._grid_buttons[h].description = f"{CHECK} head {h}" if chosen else f"head {h}"
         return (self._grid,)

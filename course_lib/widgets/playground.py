@@ -13,6 +13,7 @@ import numpy as np
 import traitlets
 
 from course_lib.validation import shape_str, to_numpy
+from course_lib.widgets.keyboard import ROOT_CLASS, support_widget
 from course_lib.widgets.render import check_tokens, escape
 
 # A hand-made example in two dimensions: axis 0 ~ "is a thing", axis 1 ~ "is an action or relation".
@@ -121,6 +122,7 @@ class AttentionPlayground(widgets.VBox):
         self._syncing = True
         super().__init__()
         self.add_class("course-attention-playground")
+        self.add_class(ROOT_CLASS)  # arrow keys stay on the focused control, focus ring, slider names
         self.set_trait("scale", scale)
         if query_word is not None:
             self.set_trait("asker", self._position(query_word))
@@ -249,7 +251,8 @@ class AttentionPlayground(widgets.VBox):
         self._scale_control.observe(lambda c: self._from_scale_slider(c["new"]), names="value")
         self._caption = widgets.HTML()
         self._view = widgets.HTML()
-        self.children = [self._asker_control, *self._query_controls, self._scale_control, self._caption, self._view]
+        self.children = [support_widget(), self._asker_control, *self._query_controls, self._scale_control,
+                         self._caption, self._view]
 
     def _from_slider(self, i: int, value: float) -> None:
         if self._syncing:

@@ -19,6 +19,11 @@ from course_lib.validation import shape_str, to_numpy
 
 ROW_SUM_TOLERANCE = 1e-3
 CMAP = "Blues"
+COLUMN_PX = 940  # JupyterLab's notebook column is 960 px wide (the reviewer's explorer box: 964 px)
+COMPARE_GAP_PX = 24
+COMPACT_CELL_PX = 18
+MIN_CELL_PX = 10
+MONO_CHAR_PX = 7.3  # one character of 12 px monospace
 
 
 # ---------------------------------------------------------------- inputs
@@ -122,23 +127,28 @@ def _colours(weights: np.ndarray) -> np.ndarray:
 
 
 def heatmap_html(weights: np.ndarray, tokens: list[str], title: str, query: int | None = None,
-                 compact: bool = False) -> str:
+                 compact: bool = False, cell_px: int = COMPACT_CELL_PX) -> str:
     """One head as an HTML table: ``weights (query, key)`` with token labels and values.
 
     A table rather than a figure: it redraws in about a millisecond, its numbers are text, and it
     stays sharp at any zoom. The selected query row is outlined. Every token is escaped. Each cell leaves
     room around its number, so neighbouring numbers never touch. ``compact``: small cells whose number
-    shows when you hover (its ``title``), so that two heads of a long sentence fit side by side.
+    shows when you hover (its ``title``), ``cell_px`` wide, so that two heads of a long sentence fit side by side.
     """
     T = len(tokens)
     colours = _colours(weights)
     labels = [escape(t) for t in tokens]
     if compact:
-        cell = "width:18px;min-width:18px;height:18px;padding:0;border:1px solid #fff"
+        cell = f"width:{cell_px}px;min-width:{cell_px}px;height:{cell_px}px;padding:0;border:1px solid #fff"
+        # the vertical key labels: a line no wider than a cell
+        label_style = f"font-size:{min(12, cell_px - 2)}px;line-height:1;padding:2px 0"
     else:  # "0.00" is 4 characters: 4.8 characters of room leaves a gap between neighbours
         cell = "min-width:4.8ch;height:1.7em;text-align:center;padding:0 3px;border:1px solid #fff"
+        label_style = "padding:2px"
     head = "".join(f'<th style="writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;'
-                   f'font-weight:normal;padding:2px">{label}</th>' for label in labels)
+                   f'font-weight:normal;{label_style}">{label}</th>' for label in labels)
+    # The corner names both axes; in compact tables on two lines, no wider than a row label.
+    corner = "key →<br>query ↓" if compact else "query ↓ &nbsp; key →"
     rows = []
     for i in range(T):
         chosen = i == query  # the selected query: an orange label and an orange frame around its row
@@ -156,19 +166,51 @@ def heatmap_html(weights: np.ndarray, tokens: list[str], title: str, query: int 
     return (f'<table class="course-attention-heatmap" style="border-collapse:collapse;font:12px monospace">'
             f'<caption style="font-weight:bold;text-align:left">{escape(title)}</caption>'
             f'<tr><th style="font-weight:normal;color:#666;text-align:right;vertical-align:bottom;padding:2px">'
-            f'query ↓ &nbsp; key →</th>{head}</tr>{"".join(rows)}</table>')
+            f'{corner}</th>{head}</tr>{"".join(rows)}</table>')
+
+
+def compare_cell_px(tokens: list[str], column_px: int = COLUMN_PX) -> int:
+    """The compact cell size at which two heads of ``tokens`` sit side by side in ``column_px`` (at least
+    ``MIN_CELL_PX``: narrower than that, the second head wraps below the first instead)."""
+    per_head = (column_px - COMPARE_GAP_PX) / 2 - row_label_px(tokens)
+    return int(max(MIN_CELL_PX, min(COMPACT_CELL_PX, per_head / len(tokens) - 1)))
+
+
+def row_label_px(tokens: list[str]) -> float:
+    """The width of a compact table's label column in 12 px monospace, with its padding: the widest row
+    label ``"i: token"``, or the corner's "query ↓" (7 characters)."""
+    return MONO_CHAR_PX * max(7, *(len(f"{i}: {t}") for i, t in enumerate(tokens))) + 10
+
+
+def top_weights_html(weights: np.ndarray, tokens: list[str], query: int, k: int = 3) -> str:
+    """The ``k`` strongest weights of the selected query's row of ``weights (query, key)``, as text."""
+    row = weights[query]
+    top = sorted(range(len(row)), key=lambda j: (-row[j], j))[:k]
+    items = "".join(f"<li>{j}: “{escape(tokens[j])}” {row[j]:.2f}</li>" for j in top)
+    return (f'<div class="course-top-weights" style="font:12px monospace;margin-top:4px">'
+            f'query {query} “{escape(tokens[query])}” looks most at:'
+            f'<ol style="margin:2px 0;padding-left:2.2em">{items}</ol></div>')
 
 
 def compare_html(left: np.ndarray, right: np.ndarray, tokens: list[str], titles: tuple[str, str],
-                 query: int | None) -> str:
-    """Two heads side by side on one colour scale: ``left``, ``right`` are ``(query, key)``. They stay side by
-    side (the row scrolls sideways if the page is too narrow); beyond 8 tokens the cells are compact, their
-    numbers shown when you hover."""
+                 query: int | None, column_px: int = COLUMN_PX) -> str:
+    """Two heads on one colour scale: ``left``, ``right`` are ``(query, key)``. They fit a notebook column of
+    ``column_px`` (960 px in JupyterLab): beyond 8 tokens the cells are compact and shrink until both heads
+    sit side by side; a sentence too long even for the smallest cells puts the second head below the
+    first (the row wraps, it never scrolls sideways). Under each head its strongest weights for the
+    selected query are written out, so no number needs a hover."""
     compact = len(tokens) > 8
-    tables = "".join(f'<div style="flex:none">{heatmap_html(w, tokens, t, query, compact)}</div>'
-                     for w, t in zip((left, right), titles))
-    hint = ('<div style="color:#666;font-size:12px">hover a cell for its weight</div>' if compact else "")
-    return f'{hint}<div style="display:flex;gap:24px;flex-wrap:nowrap;overflow-x:auto">{tables}</div>'
+    cell_px = compare_cell_px(tokens, column_px) if compact else COMPACT_CELL_PX
+    heads = []
+    for w, t in zip((left, right), titles):
+        numbers = top_weights_html(w, tokens, query) if query is not None else ""
+        heads.append(f'<div style="flex:none;max-width:100%;overflow-x:auto">'
+                     f'{heatmap_html(w, tokens, t, query, compact, cell_px)}{numbers}</div>')
+    hint = ('<div style="color:#555;font-size:12px">small cells, so that both heads fit: the selected '
+            'query\'s strongest weights are written under each head; hover a cell for its weight</div>'
+            if compact else "")
+    return (f'{hint}<div class="course-compare" style="display:flex;flex-wrap:wrap;gap:12px {COMPARE_GAP_PX}px;'
+            f'max-width:{column_px}px">{"".join(heads)}</div>')
 
 
 def thumbnail_png(weights: np.ndarray) -> bytes:
