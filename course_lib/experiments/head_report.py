@@ -86,7 +86,7 @@ class HeadReport:
 
         layers, heads = self.shape
         if fig is None:  # two by two, so that the four panels fit a 960-pixel notebook column (course_lib.plots)
-            fig = plt.figure(figsize=(9.6, 2 * (0.9 * layers + 1.4)), layout="constrained")
+            fig = plt.figure(figsize=(9.0, 2 * (0.9 * layers + 1.4)), layout="constrained")
         axes = fig.subplots(2, 2).ravel()  # (4,): the panels in reading order
         panels = [("previous_token", "Blues", (0, 1)), ("neighbour", "Blues", (0, 1)), ("verb_to_subject", "Blues", (0, 1)),
                   ("accuracy_drop", "Reds", (0, max(0.05, float(self.accuracy_drop.max()))))]
