@@ -20,6 +20,7 @@ This file holds the machinery every check shares and the parametrisation; each l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import math
 import re
@@ -33,6 +34,7 @@ from torch import nn
 import course_lib
 from course_lib import checks
 from course_lib.checks import registry
+from course_lib.tools.exercise_builder import load_sanitizers
 from course_lib.checks import (
     CheckResult, check_add_positions, check_attend, check_attention_weights, check_causal_mask,
     check_cross_entropy, check_embed_tokens, check_multi_head_attention, check_position_similarity,
@@ -153,7 +155,9 @@ def test_unimplemented_exercise_reads_not_implemented_yet(check):
     else:
         result = check(_not_implemented)
     assert not result.passed and not result.implemented
-    assert repr(result) == f"✗ {check.exercise}: not implemented yet (replace the `raise NotImplementedError` " \
+    assert str(result) == f"✗ {check.exercise}: not implemented yet (replace the `raise NotImplementedError` " \
+                          f"line with your code)"
+    assert repr(result) == f"✗ {check.exercise}: not implemented yet\n  (replace the `raise NotImplementedError` " \
                            f"line with your code)"
 
 
@@ -236,7 +240,7 @@ def test_check_is_deterministic_for_a_seed_and_its_success_line_is_stable(check)
     assert repr(check(right)) == repr(check(right)) == repr(check(right, seed=7))
     wrong = CASES[check.exercise][1][0][1]
     assert repr(check(wrong, seed=11)) == repr(check(wrong, seed=11))
-    assert repr(check(wrong, seed=11)).endswith("; seed 11")
+    assert str(check(wrong, seed=11)).endswith("; seed 11") and repr(check(wrong, seed=11)).endswith("\n  seed 11")
 
 
 def test_time_checks_times_every_exercise_on_a_right_answer():
@@ -259,11 +263,57 @@ def test_time_checks_refuses_to_time_a_failing_run(monkeypatch):
         checks.time_checks()
 
 
-def test_result_displays_as_one_line():
-    result = check_causal_mask(course_lib.causal_mask)
-    assert str(result) == repr(result) == f"✓ causal_mask: {result.message}"
-    assert "\n" not in repr(result) and bool(result) is True
-    assert bool(check_causal_mask(_wrong("causal_mask"))) is False
+def _displays_well(result) -> bool:
+    """A notebook shows a result as a short first line and the details below it, wrapped on word boundaries:
+    no line longer than 88 characters unless it is one word, every line after the first indented two spaces,
+    and the words of ``message`` all there, in order."""
+    lines = repr(result).splitlines()
+    first = f"{'✓' if result.passed else '✗'} {result.name}: "
+    assert lines[0].startswith(first) and len(lines[0]) <= 88, lines
+    assert all(line.startswith("  ") and not line.startswith("   ") for line in lines[1:]), lines
+    assert all(len(line) <= 88 or " " not in line.strip() for line in lines), lines
+    assert re.sub(r"[\s:;,]", "", repr(result)) == re.sub(r"[\s:;,]", "", f"{str(result)[0]}{result.name}{result.message}")
+    return True
+
+
+def test_result_displays_as_a_short_first_line_and_wrapped_details():
+    result = check_causal_mask(lambda T: torch.ones(T, T, dtype=torch.bool).tril())
+    assert str(result) == f"✓ causal_mask: {result.message}" and "\n" not in result.message
+    assert repr(result) == ("✓ causal_mask: True on and below the diagonal\n"
+                            "  on 4 random inputs, incl. T = 1; T = 2; a long sequence")
+    assert bool(result) is True and bool(check_causal_mask(_wrong("causal_mask"))) is False
+    # A long failure: the mistake in a few words, the details wrapped below, the seed alone on the last line.
+    message = ("subtracted the largest score of the whole tensor (scores.max()), not each row's own: a row far below "
+               "it gets exp(...) = 0 everywhere and 0 / 0 = NaN; take the max over the last axis, keepdim=True (rows "
+               "of very different scale (one near 1000, one near 0)); seed 81234")
+    result = CheckResult("softmax", False, message)
+    lines = repr(result).splitlines()
+    assert lines[0] == "✗ softmax: subtracted the largest score of the whole tensor", lines
+    assert len(lines) >= 4 and max(map(len, lines)) <= 90 and lines[-1] == "  seed 81234", lines
+    assert result.message == message and str(result) == f"✗ softmax: {message}" and not result
+    assert _displays_well(result)
+    # The head is the part before the first ": " when it is short; the inputs' label goes below with the details.
+    result = CheckResult("one_hot", False, "returns integers (dtype torch.int64) (batch 2, T 6, vocab 9, d 5): one-hot "
+                                           "vectors get multiplied by float weights, so convert with .float(); seed 7")
+    assert repr(result).splitlines()[0] == "✗ one_hot: returns integers (dtype torch.int64)"
+    assert repr(result).splitlines()[1].startswith("  (batch 2, T 6, vocab 9, d 5): one-hot vectors")
+    # A short message stays one line; a long word is never broken.
+    assert repr(CheckResult("x", False, "scores not divided by √d")) == "✗ x: scores not divided by √d"
+    word = "a" * 120
+    assert "  " + word in repr(CheckResult("x", False, f"wrong: {word} and more words; seed 3")).splitlines()
+    # nbval sanitizes the seed in both forms: the displayed last line and the one-line message.
+    rules = load_sanitizers(Path(__file__).parents[1])
+    shown = [repr(CheckResult("x", False, f"a long diagnosis: {'word ' * 30}; seed {seed}")) for seed in (1, 98765)]
+    sanitize = lambda text: functools.reduce(lambda t, rule: rule[0].sub(rule[1], t), rules, text)  # noqa: E731
+    assert sanitize(shown[0]) == sanitize(shown[1]) and sanitize(shown[0]).endswith("\n  seed <random>")
+    assert sanitize("✗ x: wrong; seed 12") == sanitize("✗ x: wrong; seed 345")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_wrong_case_displays_well(name):
+    for _, implementation, _ in CASES[name][1]:
+        assert _displays_well(registry.get(name).check(implementation))
+    assert _displays_well(registry.get(name).check(_right(name)))
 
 
 # --- NotImplementedError that is not this exercise's own `raise NotImplementedError` -----------------------------
@@ -317,12 +367,12 @@ class MultiHeadAttentionWithoutForward(nn.Module):
 
 def test_a_finished_function_calling_an_unfinished_exercise_names_it():
     result = check_attend(attend_calling_unfinished)
-    assert repr(result) == ("✗ attend: calls `unfinished_attention_weights`, which is not implemented yet: "
-                            "finish that exercise first")
+    assert str(result) == ("✗ attend: calls `unfinished_attention_weights`, which is not implemented yet: "
+                           "finish that exercise first")
     assert result.implemented
     result = check_multi_head_attention(MultiHeadAttentionCallingUnfinished)
-    assert repr(result) == ("✗ multi_head_attention: calls `unfinished_split_heads`, which is not implemented "
-                            "yet: finish that exercise first")
+    assert str(result) == ("✗ multi_head_attention: calls `unfinished_split_heads`, which is not implemented "
+                           "yet: finish that exercise first")
 
 
 def test_unfinished_parts_of_the_exercise_itself_read_not_implemented_yet():
@@ -572,7 +622,7 @@ def test_an_endless_loop_is_stopped_and_explained(monkeypatch, implementation):
     finally:
         signal.signal(signal.SIGALRM, previous)
     assert not result.passed and "took longer than 0.3 s" in result.message
-    assert "may loop forever" in result.message and "\n" not in repr(result), repr(result)
+    assert "may loop forever" in result.message and "\n" not in result.message, repr(result)
 
 
 def test_every_check_has_a_time_limit_of_a_few_seconds():
@@ -748,7 +798,7 @@ def _odd_answers_get_a_diagnosis(name):
         result = check(candidate)
         assert not result.passed, (kind, repr(result))
         assert "the check itself failed" not in result.message, (kind, repr(result))
-        assert "\n" not in repr(result)
+        assert "\n" not in result.message and _displays_well(result)
         if kind == "SystemExit":
             assert "sys.exit()" in result.message, repr(result)
     if name == "multi_head_attention":  # and the class itself returning something odd
@@ -788,7 +838,8 @@ def test_calling_the_builtin_passes_and_says_so(name, label, implementation, bui
     assert f"— you called {'the built-in ' if not builtin.startswith('course_lib') else ''}{builtin}" \
         in result.message, repr(result)
     assert entry.pieces and f"try it with the pieces ({entry.pieces})" in result.message
-    assert "\n" not in repr(result)
+    assert "\n" not in result.message and _displays_well(result)
+    assert any(line.startswith("  — you called") for line in repr(result).splitlines()), repr(result)
 
 
 @pytest.mark.parametrize("name", sorted(HAND_BUILT))

@@ -33,8 +33,7 @@ def test_check_rejects_mistake_with_diagnosis(check, label, implementation, diag
     alternatives = diagnosis if isinstance(diagnosis, tuple) else (diagnosis,)
     assert any(words in result.message for words in alternatives), repr(result)
     assert "the check itself failed" not in result.message
-    line = repr(result)
-    assert line.startswith(f"✗ {check.exercise}: ") and "\n" not in line
+    assert repr(result).startswith(f"✗ {check.exercise}: ") and "\n" not in str(result)
 
 
 def test_a_recording_stays_in_the_answers_process():

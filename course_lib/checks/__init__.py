@@ -2,10 +2,13 @@
 
 Each check runs your function on fresh random inputs on every call (random values and sizes), edge cases
 included (T = 1, a batch of 1, non-contiguous tensors, a mask that lets through a single key, d_v ≠ d),
-and compares it with course_lib's reference. It returns a ``CheckResult`` that shows as one line:
+and compares it with course_lib's reference. It returns a ``CheckResult`` that shows as a short first
+line, the details wrapped below it:
 
-    ✓ causal_mask: True on and below the diagonal on 4 random inputs, incl. T = 1; T = 2; a long sequence
-    ✗ scaled_dot_product_attention: scores not divided by √d (batch 2, T 3, d 4); seed 81234
+    ✓ causal_mask: True on and below the diagonal
+      on 4 random inputs, incl. T = 1; T = 2; a long sequence
+    ✗ scaled_dot_product_attention: scores not divided by √d (batch 2, T 3, d 4)
+      seed 81234
 
 A failure names its seed: ``check_scaled_dot_product_attention(f, seed=81234)`` repeats the same inputs.
 On Linux your function runs in a copy of the notebook's process, made when the check starts: what it prints
@@ -13,7 +16,7 @@ shows as usual, but what it changes there (a global, a list it appends to) stays
 that runs past the time limit is stopped, whatever your code catches.
 A check never raises: an unfinished exercise (``raise NotImplementedError``) reads "not implemented
 yet", and any other error, a missing ``return``, a wrong shape or dtype, NaN, a changed input or an
-answer that runs past the time limit (``settings.time_limit``, 5 s by default) is explained in that line.
+answer that runs past the time limit (``settings.time_limit``, 5 s by default) is explained there.
 
 The exercises are declared once, in ``registry`` (each lesson module's ``@check(...)``); ``EXERCISES``,
 the ``check_*`` names below and ``time_checks()`` (``python -m course_lib bench``) are derived from it.
