@@ -26,7 +26,23 @@ SOFTMAX_RIGHT = [
     ("logsumexp", lambda x: torch.exp(x - x.logsumexp(-1, keepdim=True))),
     ("F.softmax", lambda x: F.softmax(x, dim=-1)),
 ]
+def softmax_without_keepdim(x):
+    """The first five minutes' shape mistake: the sum has one number per row, (rows,), and cannot divide (rows, n)."""
+    return torch.exp(x) / torch.exp(x).sum(-1)
+
+
+def softmax_max_without_keepdim(x):
+    e = torch.exp(x - x.max(dim=-1).values)
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def attend_values_first(q, k, v):
+    return v @ torch.softmax(k @ q, -1)
+
+
 SOFTMAX_WRONG = [
+    ("sum without keepdim", softmax_without_keepdim, "the sum lost its axis"),
+    ("max without keepdim", softmax_max_without_keepdim, "the max lost its axis"),
     ("no max subtraction", lambda x: x.exp() / x.exp().sum(-1, keepdim=True), "overflows"),
     ("global max", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(-1, keepdim=True), "each row's own"),
     ("sum of everything", lambda x: (x - x.max()).exp() / (x - x.max()).exp().sum(), "whole tensor"),
@@ -55,6 +71,7 @@ ATTEND_RIGHT = [
      lambda q, k, v: F.scaled_dot_product_attention(q[None], k, v, scale=1.0)[0]),
 ]
 ATTEND_WRONG = [
+    ("values @ weights", attend_values_first, "values @ weights"),
     ("returns weights", lambda q, k, v: torch.softmax(k @ q, -1), "returns the weights"),
     ("averages keys", lambda q, k, v: torch.softmax(k @ q, -1) @ k, "averaged the keys"),
     ("plain mean", lambda q, k, v: v.mean(0), "plain average"),
@@ -180,6 +197,9 @@ CASES = {
 }
 
 NAMED_MISTAKES = [
+    ("softmax", softmax_without_keepdim, "the sum lost its axis: .sum(dim=-1)"),
+    ("softmax", softmax_max_without_keepdim, "keepdim=True"),
+    ("attend", attend_values_first, "multiplied in the wrong order, values @ weights"),
     ("query_that_finds", QUERY_WRONG[1][1], "points the right way but is too short"),
     ("attend_all", attend_all_keys_back, "not something the size of a key"),
     ("attend_all", attend_all_columns, "do not add up to 1"),

@@ -81,13 +81,22 @@ ADD_RIGHT = [
     ("explicit batch axis", lambda x, table: x + table[None, : x.shape[1], :]),
     ("narrow", lambda x, table: torch.add(x, table.narrow(0, 0, x.shape[1]))),
 ]
+def add_whole_table(x, table):
+    return x + table
+
+
+def similarity_without_keepdim(p):
+    unit = p / p.norm(dim=-1)
+    return unit @ unit.T
+
+
 ADD_WRONG = [
+    ("whole table", add_whole_table, "adds the whole table"),
     ("in place", add_in_place, "in place"),
     ("concatenated", lambda x, table: torch.cat([x, table[: x.shape[1]].expand_as(x)], -1), "concatenates"),
     ("first row", lambda x, table: x + table[0], "first row"),
     ("last rows", lambda x, table: x + table[-x.shape[1]:], "last T rows"),
     ("multiplied", lambda x, table: x * table[: x.shape[1]], "multiplies"),
-    ("whole table", lambda x, table: x + table, "raised RuntimeError"),
 ]
 
 
@@ -102,6 +111,7 @@ SIMILARITY_RIGHT = [
     ("einsum", lambda p: torch.einsum("id,jd->ij", F.normalize(p, dim=-1), F.normalize(p, dim=-1))),
 ]
 SIMILARITY_WRONG = [
+    ("norm without keepdim", similarity_without_keepdim, "the length lost its axis"),
     ("dot products", lambda p: p @ p.T, "dot products, not cosines"),
     ("columns", lambda p: F.normalize(p, dim=0) @ F.normalize(p, dim=0).T, "columns"),
     ("distances", lambda p: torch.cdist(p, p), "distances"),
@@ -162,6 +172,8 @@ CASES = {
 }
 
 NAMED_MISTAKES = [
+    ("add_positions", add_whole_table, "x + table[:T]"),
+    ("position_similarity", similarity_without_keepdim, "keepdim=True"),
     ("sinusoidal_positions", SINUSOIDAL_WRONG[0][1], "sin and cos swapped"),
     ("look_back_weights", LOOK_BACK_WRONG[0][1], "the queries look forward"),
     ("look_back_weights", LOOK_BACK_WRONG[2][1], "no causal mask"),

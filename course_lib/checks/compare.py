@@ -3,6 +3,7 @@
 ``compare`` is the usual last step of a check: it fails with the first of these that applies: not a tensor,
 a known mistake (``mistakes``: what each mistake would have returned), a wrong shape, dtype, NaN or inf, or
 the first value that differs. ``close``, ``fmt_number`` and ``fmt_values`` serve checks of plain numbers.
+``shape_error_named`` turns a raw shape error (a sum that lost its axis) into the mistake behind it.
 """
 
 from __future__ import annotations
@@ -138,6 +139,51 @@ def compare(got, expected: torch.Tensor, label: str, mistakes: Mistakes = (), wh
         raise Fail(f"{what} {is_} wrong ({label}): {_first_difference(got, expected)}")
     raise Fail(f"{what} {is_} wrong ({label}): {_first_difference(got, expected)}; "
                f"expected {fmt_values(expected)}, got {fmt_values(got)}")
+
+
+# What PyTorch says when two shapes do not fit: broadcasting, a matrix product, an axis that is not there.
+SHAPE_ERRORS = ("must match the size of tensor", "shapes cannot be multiplied", "size mismatch",
+                "doesn't match the broadcast shape", "Expected size", "Dimension out of range",
+                "must have at least 2 dimensions", "inconsistent tensor size")
+
+
+def raised_shape_error(failure: Fail) -> bool:
+    """Whether ``failure`` (from ``call``) is the learner's code raising a shape error of PyTorch's."""
+    return failure.message.startswith("raised ") and any(words in failure.message for words in SHAPE_ERRORS)
+
+
+def shape_error_named(failure: Fail, label: str, suspects: Sequence[tuple[str, Callable[[], bool]]]) -> Fail:
+    """The ``Fail`` to raise for ``failure``, what ``call`` raised on the input ``label``: where it is a raw
+    shape error, the first of ``suspects`` whose test says so is named instead, ``(diagnosis, test)``: the
+    test runs the answer (through ``call``) on inputs where that mistake raises nothing, and returns True
+    when the answer returns there what the mistake returns. A test that fails or raises names nothing::
+
+        except Fail as failure:
+            raise shape_error_named(failure, label, [("the sum lost its axis: ...", lambda: ...)]) from None
+    """
+    if raised_shape_error(failure):
+        for diagnosis, test in suspects:
+            try:
+                named = bool(test())
+            except Fail:  # the answer fails there too, in another way: not this mistake
+                named = False
+            if named:
+                return Fail(f"{diagnosis} ({label})")
+    return failure
+
+
+def softmaxes_without_keepdim(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """What a softmax over the last axis of a square ``x`` returns when its max, its sum or both lost their axis
+    (no keepdim=True): ``[(what lost it, value)]``. On any other matrix the same code raises a shape error."""
+    kept = x.max(dim=-1, keepdim=True).values
+    lost = x.max(dim=-1).values
+
+    def softmax(shift, keepdim):
+        exps = (x - shift).exp()
+        return exps / exps.sum(dim=-1, keepdim=keepdim)
+
+    return [("the sum", softmax(0.0, False)), ("the sum", softmax(kept, False)), ("the max", softmax(lost, True)),
+            ("the max and the sum", softmax(lost, False))]
 
 
 def check_tensor(got: torch.Tensor, expected: torch.Tensor, label: str, what: str = "the output") -> None:

@@ -10,8 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .kit import (Fail, Inputs, call, check, check_tensor, compare, describe_type, fmt_values, non_contiguous,
-                  summary)
+from .kit import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_values,
+                  non_contiguous, shape_error_named, shape_str, softmaxes_without_keepdim, summary)
 
 LESSON = "03_attention_by_hand"
 
@@ -38,6 +38,34 @@ def _global_shift(scores: torch.Tensor) -> torch.Tensor:
     return exps / exps.sum(dim=-1, keepdim=True)
 
 
+def _lost_axis_diagnosis(lost: str, scores: torch.Tensor) -> str:
+    shape, reduced = tuple(scores.shape), tuple(scores.shape[:-1])
+    reduction, fix = {"the sum": (".sum(dim=-1)", ".sum(dim=-1, keepdim=True)"),
+                      "the max": (".max(dim=-1).values", ".max(dim=-1, keepdim=True).values"),
+                      "the max and the sum": (".max(dim=-1) and .sum(dim=-1)", "keepdim=True in both")}[lost]
+    its, has = ("their axis", "have") if " and " in lost else ("its axis", "has")
+    return (f"{lost} lost {its}: {reduction} of scores {shape_str(shape)} {has} shape {shape_str(reduced)}, one "
+            f"number per row, which lines up with the last axis, not with the rows; use {fix}, shape "
+            f"{shape_str(reduced + (1,))}")
+
+
+def _lost_axis(candidate, scores: torch.Tensor) -> list:
+    """The first five minutes' shape mistake: ``exp(x) / exp(x).sum(-1)`` divides a (rows, n) matrix by a (rows,)
+    vector, which raises unless rows = n; on a square matrix it runs, so the answer shows it there."""
+    if scores.dim() < 2:
+        return []
+    square = Inputs(1).randn(4, 4) * 2
+    shown = []
+
+    def shows(lost: str) -> bool:
+        if not shown:
+            shown.append(call(candidate, (square,), ("scores",), "a (4, 4) matrix"))
+        return any(what == lost and close(shown[0], value) for what, value in softmaxes_without_keepdim(square))
+
+    return [(_lost_axis_diagnosis(lost, scores), lambda lost=lost: shows(lost))
+            for lost in ("the sum", "the max", "the max and the sum")]
+
+
 @check("softmax", lesson=LESSON, reference=_softmax,
        builtins=("torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax", "torch.Tensor.softmax",
                  "torch._softmax"),
@@ -61,7 +89,10 @@ def check_softmax(candidate) -> str:
         (f"non-contiguous ({cols}, {rows}) scores", non_contiguous(rng.randn(cols, rows))),
     ]
     for label, scores in cases:
-        got = call(candidate, (scores,), ("scores",), label)
+        try:
+            got = call(candidate, (scores,), ("scores",), label)
+        except Fail as failure:
+            raise shape_error_named(failure, label, _lost_axis(candidate, scores)) from None
         expected = torch.softmax(scores, dim=-1)
         # The global shift first: on a row far below the rest it gives the same NaN as no shift at all, and a
         # learner whose answer passed the large-scores case did subtract a maximum.
@@ -79,6 +110,9 @@ def check_softmax(candidate) -> str:
              lambda: scores / scores.sum(-1, keepdim=True)),
             ("returns exp(scores) without dividing by their sum", lambda: scores.exp()),
         ]
+        if scores.dim() == 2 and scores.shape[0] == scores.shape[1]:  # square: no keepdim runs, and is wrong
+            mistakes += [(_lost_axis_diagnosis(lost, scores), lambda value=value: value)
+                         for lost, value in softmaxes_without_keepdim(scores)]
         compare(got, expected, label, mistakes)
     return summary(len(cases), ["one score", "one softmax per row of a matrix", "a batch of matrices",
                                 "large scores (up to 1000)", "rows of very different scale",
@@ -121,6 +155,22 @@ def check_attention_weights(candidate) -> str:
                    "matches softmax(keys @ query)")
 
 
+def _values_first(candidate, query: torch.Tensor, keys: torch.Tensor) -> tuple:
+    """``values @ weights`` raises unless d_v = the number of keys; with square values it runs, and shows."""
+    T = keys.shape[0]
+    square = Inputs(1).randn(T, T)
+
+    def shows() -> bool:
+        got = call(candidate, (query, keys, square), ("query", "keys", "values"), "values as many as their features")
+        return close(got, square @ attention_weights(query, keys)) and not close(got, attend(query, keys, square))
+
+    return VALUES_FIRST, shows
+
+
+VALUES_FIRST = ("multiplied in the wrong order, values @ weights: that mixes each value's features; the weights "
+                "come first, weights @ values, one weight per key (row of values)")
+
+
 @check("attend", lesson=LESSON, reference=attend,
        builtins=("torch.nn.functional.scaled_dot_product_attention",
                  "course_lib.models.attention.scaled_dot_product_attention"),
@@ -142,7 +192,10 @@ def check_attend(candidate) -> str:
          non_contiguous(rng.randn(T5, dv5))),
     ]
     for label, query, keys, values in cases:
-        got = call(candidate, (query, keys, values), ("query", "keys", "values"), label)
+        try:
+            got = call(candidate, (query, keys, values), ("query", "keys", "values"), label)
+        except Fail as failure:
+            raise shape_error_named(failure, label, [_values_first(candidate, query, keys)]) from None
         expected = attend(query, keys, values)
         weights = attention_weights(query, keys)
         d = query.shape[-1]
@@ -158,6 +211,7 @@ def check_attend(candidate) -> str:
              lambda: torch.softmax(keys @ query / math.sqrt(d), dim=-1) @ values),
             ("returns the value of the best-scoring key (argmax) instead of the weighted average",
              lambda: values[(keys @ query).argmax()]),
+            (VALUES_FIRST, lambda: values @ weights),  # runs only where d_v = the number of keys
         ]
         compare(got, expected, label, mistakes)
     return summary(len(cases), ["d_v ≠ d", "T = 1 (one key)", "one key much closer than the others",

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from course_lib.models.attention import causal_mask
 from course_lib.models.positions import sinusoidal_positions
-from .kit import Fail, Inputs, call, check, compare, non_contiguous, summary
+from .kit import Fail, Inputs, call, check, close, compare, non_contiguous, shape_error_named, summary
 
 LESSON = "06_positions"
 
@@ -70,6 +70,18 @@ def check_sinusoidal_positions(candidate) -> str:
     return summary(len(sizes), ["T = 1", "d = 2", "a long sequence"], "matches the reference table")
 
 
+def _whole_table(candidate, x: torch.Tensor, table: torch.Tensor) -> tuple:
+    """``x + table`` raises unless the table is exactly T long; with such a table it is right, and shows."""
+    B, T, d = x.shape
+    short = Inputs(1).randn(T, d)
+
+    def shows() -> bool:
+        return close(call(candidate, (x, short), ("x", "table"), "a table of T positions"), x + short)
+
+    return (f"adds the whole table: it has {table.shape[0]} positions and x only {T}; add its first T rows, "
+            f"x + table[:T]", shows)
+
+
 @check("add_positions", lesson=LESSON, reference=_add_positions)
 def check_add_positions(candidate) -> str:
     """``add_positions(x (batch, time, d), table (max_len, d)) -> (batch, time, d)``: x plus the first ``time`` rows."""
@@ -84,7 +96,10 @@ def check_add_positions(candidate) -> str:
         (f"non-contiguous x, T {T4}, d {d4}", non_contiguous(rng.randn(3, T4, d4)), sinusoidal_positions(T4 + 3, d4)),
     ]
     for label, x, table in cases:
-        got = call(candidate, (x, table), ("x", "table"), label)
+        try:
+            got = call(candidate, (x, table), ("x", "table"), label)
+        except Fail as failure:
+            raise shape_error_named(failure, label, [_whole_table(candidate, x, table)]) from None
         T = x.shape[1]
         expected = x + table[:T]
         mistakes = [
@@ -98,6 +113,28 @@ def check_add_positions(candidate) -> str:
         compare(got, expected, label, mistakes)
     return summary(len(cases), ["T = 1", "batch of 1, T = the table's length", "non-contiguous x"],
                    "equals x + table[:T] and leaves x unchanged")
+
+
+def _length_lost_its_axis(candidate, positions: torch.Tensor) -> tuple:
+    """``p / p.norm(dim=-1)`` divides (T, d) by (T,), which raises unless T = d; on a square table it runs."""
+    square = Inputs(1).randn(4, 4) * torch.tensor([[0.5], [1.0], [3.0], [10.0]])
+
+    def shows() -> bool:
+        unit = square / square.norm(dim=-1)
+        return close(call(candidate, (square,), ("positions",), "a (4, 4) table"), unit @ unit.T)
+
+    return _lost_length(positions), shows
+
+
+def _gram(unit: torch.Tensor) -> torch.Tensor:
+    return unit @ unit.T
+
+
+def _lost_length(positions: torch.Tensor) -> str:
+    T, d = positions.shape
+    return (f"the length lost its axis: p.norm(dim=-1) of positions ({T}, {d}) has shape ({T},), one length per "
+            f"position, which lines up with the features, not with the positions; use p.norm(dim=-1, keepdim=True), "
+            f"shape ({T}, 1), or F.normalize(p, dim=-1)")
 
 
 @check("position_similarity", lesson=LESSON, reference=_position_similarity,
@@ -116,7 +153,10 @@ def check_position_similarity(candidate) -> str:
         (f"non-contiguous positions, T {T4}, d {d4}", non_contiguous(rng.randn(T4, d4))),
     ]
     for label, positions in cases:
-        got = call(candidate, (positions,), ("positions",), label)
+        try:
+            got = call(candidate, (positions,), ("positions",), label)
+        except Fail as failure:
+            raise shape_error_named(failure, label, [_length_lost_its_axis(candidate, positions)]) from None
         unit = F.normalize(positions, dim=-1)
         expected = unit @ unit.T
         column_unit = F.normalize(positions, dim=0)
@@ -127,6 +167,7 @@ def check_position_similarity(candidate) -> str:
              lambda: column_unit @ column_unit.T),
             ("distances instead of similarities: use the cosine of the angle between the vectors",
              lambda: torch.cdist(positions, positions)),
+            (_lost_length(positions), lambda: _gram(positions / positions.norm(dim=-1))),
         ]
         compare(got, expected, label, mistakes)
     return summary(len(cases), ["T = 1", "rows of very different lengths", "non-contiguous positions"],
