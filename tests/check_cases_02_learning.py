@@ -32,7 +32,14 @@ CE_RIGHT = [
     ("one-hot", lambda logits, t: -(F.one_hot(t, logits.shape[1]) * logits.log_softmax(-1)).sum(-1).mean()),
     ("softmax then log", lambda logits, t: -logits.softmax(-1)[_rows(logits), t].log().mean()),
 ]
+def ce_sum_lost_its_axis(logits, targets):
+    """A first attempt: the log-sum-exp without keepdim=True."""
+    log_probs = logits - torch.log(torch.exp(logits).sum(dim=-1))
+    return -log_probs[torch.arange(len(targets)), targets].mean()
+
+
 CE_WRONG = [
+    ("the sum lost its axis", ce_sum_lost_its_axis, "lost its axis"),
     ("no minus", lambda logits, t: logits.log_softmax(-1)[_rows(logits), t].mean(), "minus sign"),
     ("sum", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t].sum(), "summed"),
     ("no mean", lambda logits, t: -logits.log_softmax(-1)[_rows(logits), t], "one loss per example"),
@@ -322,6 +329,7 @@ CASES = {
 }
 
 NAMED_MISTAKES = [
+    ("cross_entropy", ce_sum_lost_its_axis, "the sum over the classes lost its axis"),
     ("numerical_gradient", gradient_divided_by_eps, "2 * eps apart"),
     ("numerical_gradient", gradient_all_at_once, "nudge one entry at a time"),
 ]

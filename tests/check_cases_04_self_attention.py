@@ -99,6 +99,7 @@ CAUSAL_RIGHT = [
     ("course_lib", course_lib.causal_mask),
 ]
 CAUSAL_WRONG = [
+    ("tril of a row of ones", lambda T: torch.ones(T, dtype=torch.bool).tril(), "builds a row of"),
     ("True = blocked", lambda T: torch.ones(T, T, dtype=torch.bool).triu(1), "mask convention inverted"),
     ("upper triangle", lambda T: torch.ones(T, T, dtype=torch.bool).triu(), "upper triangle"),
     ("diagonal blocked", lambda T: torch.ones(T, T, dtype=torch.bool).tril(-1), "diagonal is blocked"),
@@ -249,6 +250,7 @@ CASES = {
 }
 
 NAMED_MISTAKES = [
+    ("causal_mask", lambda T: torch.ones(T).tril().bool(), "not a (T, T) table"),
     ("causal_self_attention", causal_triu, "sees tokens after it"),
     ("causal_self_attention", causal_zero_fill, "sees tokens after it"),
     ("causal_self_attention", causal_softmax_queries, "do not add up to 1"),

@@ -68,6 +68,8 @@ SINUSOIDAL_WRONG = [
     ("positions from 1", lambda T, d: sinusoidal_mistake(T, d, start=1), "count from 1"),
     ("multiplied", lambda T, d: sinusoidal_mistake(T, d, multiply=True), "instead of dividing"),
     ("float64", lambda T, d: sinusoidal_mistake(T, d, dtype=torch.float64), "dtype torch.float64"),
+    ("positions against frequencies, element by element",
+     lambda T, d: torch.sin(torch.arange(T) / 10000 ** (torch.arange(0, d, 2) / d)), "do not make a table"),
 ]
 
 
@@ -172,6 +174,8 @@ CASES = {
 }
 
 NAMED_MISTAKES = [
+    ("sinusoidal_positions", lambda T, d: torch.sin(torch.arange(T) / 10000 ** (torch.arange(0, d, 2) / d)),
+     "do not make a table"),
     ("add_positions", add_whole_table, "x + table[:T]"),
     ("position_similarity", similarity_without_keepdim, "keepdim=True"),
     ("sinusoidal_positions", SINUSOIDAL_WRONG[0][1], "sin and cos swapped"),

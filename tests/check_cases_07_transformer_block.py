@@ -72,6 +72,8 @@ LAYER_NORM_WRONG = [
     ("in place", lambda x, w, b, eps=1e-5: x.sub_(x.mean(-1, keepdim=True)).div_(
         (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()).mul(w).add(b), "changes its input `x` in place"),
     ("default eps 1e-3", lambda x, w, b, eps=1e-3: layer_norm_by_hand(x, w, b, eps), "the output is wrong"),
+    ("mean and variance without keepdim",
+     lambda x, w, b, eps=1e-5: (x - x.mean(-1)) / torch.sqrt(x.var(-1, unbiased=False) + eps) * w + b, "lost its axis"),
 ]
 
 # --- block_without_residuals -----------------------------------------------------------------------------------
@@ -267,6 +269,8 @@ CASES = {
 
 # The classic mistakes the lesson's issue names, each diagnosed by name.
 NAMED_MISTAKES = [
+    ("layer_norm", lambda x, w, b, eps=1e-5: (x - x.mean(-1)) / torch.sqrt(x.var(-1, unbiased=False) + eps) * w + b,
+     "the mean (or the variance) lost its axis"),
     ("layer_norm", LAYER_NORM_WRONG[0][1], "unbiased variance"),
     ("layer_norm", LAYER_NORM_WRONG[1][1], "eps added outside the square root"),
     ("layer_norm", LAYER_NORM_WRONG[8][1], "normalises over the wrong axis"),

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .kit import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, fmt_number,
-                  name_by_value_and_gradient, non_contiguous, summary)
+                  name_by_value_and_gradient, non_contiguous, shape_error_named, summary)
 
 LESSON = "02_learning"
 
@@ -21,6 +21,22 @@ def _sgd_step(params, lr):
         for p in params:
             p -= lr * p.grad
             p.grad = None
+
+
+LOST_AXIS = ("the sum over the classes lost its axis: .sum(dim=-1) of logits (batch, classes) has shape (batch,), "
+             "which lines up with the classes, not with the rows; keep it as (batch, 1) with keepdim=True (or use "
+             "logits.logsumexp(dim=-1, keepdim=True))")
+
+
+def _loses_its_axis(candidate, rng: Inputs) -> bool:
+    """Whether ``candidate`` returns, on square logits (where the mistake raises nothing), what a log-softmax
+    whose sum over the classes lost its axis gives: each column shifted by another row's log-sum-exp."""
+    n = rng.int(3, 6)
+    logits, targets = rng.randn(n, n), rng.randint(n, n)
+    got = call(candidate, (logits, targets), ("logits", "targets"), f"square logits ({n}, {n})")
+    wrong = logits - logits.exp().sum(dim=-1).log()  # (n, n) - (n,): row i minus the log-sum-exp of row j
+    mistaken = -wrong[torch.arange(n), targets].mean()
+    return isinstance(got, torch.Tensor) and got.numel() == 1 and close(got.detach().reshape(()), mistaken)
 
 
 @check("cross_entropy", lesson=LESSON, reference=_cross_entropy,
@@ -41,7 +57,10 @@ def check_cross_entropy(candidate) -> str:
     ]
     for label, logits, targets in cases:
         logits.requires_grad_()
-        got = call(candidate, (logits, targets), ("logits", "targets"), label)
+        try:
+            got = call(candidate, (logits, targets), ("logits", "targets"), label)
+        except Fail as failure:
+            raise shape_error_named(failure, label, [(LOST_AXIS, lambda: _loses_its_axis(candidate, rng))]) from None
         with torch.no_grad():
             expected = F.cross_entropy(logits, targets)
             rows = torch.arange(len(targets))
@@ -62,6 +81,8 @@ def check_cross_entropy(candidate) -> str:
                  "log_probs[torch.arange(batch), targets]",
                  lambda: -logits.log_softmax(dim=-1)[:, targets].mean()),
             ]
+            if logits.shape[0] == logits.shape[1]:  # square: a sum that lost its axis raises nothing here
+                mistakes.append((LOST_AXIS, lambda: -(logits - logits.exp().sum(dim=-1).log())[rows, targets].mean()))
         if isinstance(got, float) and abs(got - float(expected)) < 1e-4:
             raise Fail(f"returns a Python float ({label}): return the tensor, so that loss.backward() works")
         if isinstance(got, torch.Tensor) and got.dim() == 0 and got.grad_fn is not None:

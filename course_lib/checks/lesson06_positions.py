@@ -40,6 +40,18 @@ def _sinusoidal_variant(T: int, d: int, swap=False, concat=False, exponent="2i/d
     return table.float()
 
 
+NO_TABLE = ("the positions and the frequencies do not make a table: T positions of shape (T,) against d/2 "
+            "frequencies of shape (d/2,) meet element by element; give the positions an axis of their own, a column "
+            "(T, 1) against a row (d/2,), so that every position meets every frequency")
+
+
+def _not_a_table(candidate) -> bool:
+    """Whether ``candidate`` fails to build a (T, d) table where T = d/2, where positions (T,) and frequencies
+    (d/2,) line up element by element and raise nothing."""
+    got = call(candidate, (4, 8), ("T", "d"), "T = 4, d = 8 (T = d/2)")
+    return not (isinstance(got, torch.Tensor) and tuple(got.shape) == (4, 8))
+
+
 @check("sinusoidal_positions", lesson=LESSON, reference=sinusoidal_positions,
        builtins=("course_lib.models.positions.sinusoidal_positions",),
        pieces="angles t / 10000^(2i/d), sin into 0::2, cos into 1::2")
@@ -50,7 +62,10 @@ def check_sinusoidal_positions(candidate) -> str:
              (rng.int(40, 64), 2 * rng.int(6, 12))]
     for T, d in sizes:
         label = f"T = {T}, d = {d}"
-        got = call(candidate, (T, d), ("T", "d"), label)
+        try:
+            got = call(candidate, (T, d), ("T", "d"), label)
+        except Fail as failure:
+            raise shape_error_named(failure, label, [(NO_TABLE, lambda: _not_a_table(candidate))]) from None
         expected = sinusoidal_positions(T, d)
         mistakes = [
             ("sin and cos swapped: sin goes to the even feature indices 0, 2, 4, ..., cos to the odd ones",

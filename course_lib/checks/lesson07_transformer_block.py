@@ -12,8 +12,8 @@ from torch import nn
 
 from course_lib.models.attention import causal_mask, padding_mask
 from course_lib.models.block import TransformerBlock, TransformerStack
-from .kit import (Fail, Inputs, call, check, check_tensor, compare, describe_type, lazy, non_contiguous, seeded_module,
-                  shape_str, summary)
+from .kit import (Fail, Inputs, call, check, check_tensor, close, compare, describe_type, lazy, non_contiguous,
+                  seeded_module, shape_error_named, shape_str, summary)
 
 LESSON = "07_transformer_block"
 
@@ -86,6 +86,23 @@ def _layer_norm_mistakes(x, weight, bias, eps):
     return mistakes
 
 
+LOST_AXIS = ("the mean (or the variance) lost its axis: x.mean(dim=-1) of x (..., d) has shape (...,), which lines "
+             "up with the features, not with the positions; keep it as (..., 1) with keepdim=True")
+
+
+def _keepdim_missing(candidate, rng: Inputs) -> bool:
+    """Whether ``candidate`` returns, on a square (d, d) input (where the mistake raises nothing), what LayerNorm
+    gives when its mean, its variance or both lost their axis."""
+    x, weight, bias = rng.randn(5, 5) + 2.0, rng.rand(5) + 0.5, rng.randn(5)
+    got = call(candidate, (x, weight, bias), ("x", "weight", "bias"), "a square input, 5 positions of d 5")
+    if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+        return False
+    kept_mean, lost_mean = x.mean(-1, keepdim=True), x.mean(-1)
+    kept_var, lost_var = x.var(-1, unbiased=False, keepdim=True), x.var(-1, unbiased=False)
+    return any(close(got.detach(), (x - mean) / torch.sqrt(var + 1e-5) * weight + bias)
+               for mean, var in ((lost_mean, kept_var), (kept_mean, lost_var), (lost_mean, lost_var)))
+
+
 @check("layer_norm", lesson=LESSON, reference=_layer_norm,
        builtins=("torch.nn.functional.layer_norm", "torch.layer_norm", "torch.native_layer_norm"),
        pieces="mean and biased variance over dim=-1 with keepdim=True, (x - mean) / torch.sqrt(var + eps), "
@@ -121,10 +138,17 @@ def _layer_norm_body(candidate) -> str:
     ]
     for label, x, weight, bias, eps in cases:
         args = (x, weight, bias) if eps is None else (x, weight, bias, eps)
-        got = call(candidate, args, ("x", "weight", "bias", "eps"), label)
+        try:
+            got = call(candidate, args, ("x", "weight", "bias", "eps"), label)
+        except Fail as failure:
+            raise shape_error_named(failure, label, [(LOST_AXIS, lambda: _keepdim_missing(candidate, rng))]) from None
         eps = 1e-5 if eps is None else eps
         expected = F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
-        compare(got, expected, label, _layer_norm_mistakes(x, weight, bias, eps), atol=1e-4)
+        mistakes = _layer_norm_mistakes(x, weight, bias, eps)
+        if x.dim() >= 2 and x.shape[-2] == x.shape[-1]:  # square: a mean that lost its axis raises nothing here
+            mean, var = x.mean(-1), x.var(-1, unbiased=False)
+            mistakes.append((LOST_AXIS, lambda: (x - mean) / torch.sqrt(var + eps) * weight + bias))
+        compare(got, expected, label, mistakes, atol=1e-4)
     return summary(len(cases), ["eps = 0.1", "one vector", "T = 1", "4-D input", "non-contiguous x"],
                    "matches F.layer_norm")
 
