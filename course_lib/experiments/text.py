@@ -80,6 +80,16 @@ def load_corpus(verify: bool = True, root: Path | None = None) -> Corpus:
                   tuple(path for path, _ in train), tuple(path for path, _ in validation))
 
 
+def _decode(tokens: list[str], ids) -> str:
+    """The text of ``ids`` (a sequence or a 1-D tensor), each an index into ``tokens``."""
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    for i in ids:
+        require_int(i, "a token id", minimum=0)
+        if i >= len(tokens):
+            raise ValueError(f"token id {i} is out of range: this tokenizer has {len(tokens)} ids")
+    return "".join(tokens[i] for i in ids)
+
+
 class CharTokenizer:
     """Characters as tokens: id 0 is ``UNKNOWN`` (a character the training text never had), then every character
     of ``text`` in code-point order. ``encode(str) -> (n,) long``, ``decode(ids) -> str``."""
@@ -108,12 +118,7 @@ class CharTokenizer:
 
     def decode(self, ids) -> str:
         """The text of ``ids`` (a sequence or a 1-D tensor of ids in ``[0, vocab_size)``)."""
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        for i in ids:
-            require_int(i, "a token id", minimum=0)
-            if i >= self.vocab_size:
-                raise ValueError(f"token id {i} is out of range: this tokenizer has {self.vocab_size} ids")
-        return "".join(self.chars[i] for i in ids)
+        return _decode(self.chars, ids)
 
     def __repr__(self) -> str:
         return f"CharTokenizer({self.vocab_size} ids: the unknown character and {self.vocab_size - 1} characters)"
@@ -213,12 +218,8 @@ class BPETokenizer:
         return torch.tensor([i for chunk in _chunks(text) for i in self._encode_chunk(chunk)], dtype=torch.long)
 
     def decode(self, ids) -> str:
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        for i in ids:
-            require_int(i, "a token id", minimum=0)
-            if i >= self.vocab_size:
-                raise ValueError(f"token id {i} is out of range: this tokenizer has {self.vocab_size} ids")
-        return "".join(self.tokens[i] for i in ids)
+        """The text of ``ids`` (a sequence or a 1-D tensor of ids in ``[0, vocab_size)``)."""
+        return _decode(self.tokens, ids)
 
     def __repr__(self) -> str:
         return f"BPETokenizer({self.vocab_size} ids: {self.chars.vocab_size} characters and {len(self.merges)} merges)"
