@@ -66,6 +66,8 @@ def check_sinusoidal_positions(candidate) -> str:
             got = call(candidate, (T, d), ("T", "d"), label)
         except Fail as failure:
             raise shape_error_named(failure, label, [(NO_TABLE, lambda: _not_a_table(candidate))]) from None
+        if isinstance(got, torch.Tensor) and got.dim() == 1 and T == d // 2 and got.shape[0] == T:
+            raise Fail(f"{NO_TABLE} ({label})")  # T = d/2: the two line up element by element, no error
         expected = sinusoidal_positions(T, d)
         mistakes = [
             ("sin and cos swapped: sin goes to the even feature indices 0, 2, 4, ..., cos to the odd ones",
