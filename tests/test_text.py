@@ -85,3 +85,18 @@ def test_bpe_bad_input_gets_a_clear_error():
     tokenizer = text.BPETokenizer(text.CharTokenizer("abc"), [("a", "b")])
     with pytest.raises(ValueError, match="out of range: this tokenizer has 5 ids"):
         tokenizer.decode([9])
+
+
+def test_ngram_baselines_in_bits_per_character(corpus):
+    tokenizer = text.CharTokenizer(corpus.train)
+    train, valid = tokenizer.encode(corpus.train), tokenizer.encode(corpus.validation)
+    unigram = text.ngram_bits_per_character(train, valid, tokenizer.vocab_size, 1)
+    bigram = text.ngram_bits_per_character(train, valid, tokenizer.vocab_size, 2)
+    assert 4.3 < unigram < 4.8 and 3.3 < bigram < 3.8 and bigram < unigram  # measured: 4.56 and 3.56
+    # a text that repeats one character: the unigram needs (almost) no bits
+    same = torch.zeros(1000, dtype=torch.long)
+    assert text.ngram_bits_per_character(same, same, 2, 1) < 0.01
+    with pytest.raises(ValueError, match="order must be 1"):
+        text.ngram_bits_per_character(train, valid, tokenizer.vocab_size, 3)
+    with pytest.raises(ValueError, match="outside"):
+        text.ngram_bits_per_character(train, valid, 5, 1)

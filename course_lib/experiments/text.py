@@ -223,3 +223,29 @@ class BPETokenizer:
 
     def __repr__(self) -> str:
         return f"BPETokenizer({self.vocab_size} ids: {self.chars.vocab_size} characters and {len(self.merges)} merges)"
+
+
+# --- baselines ---------------------------------------------------------------------------------------------------
+
+def ngram_bits_per_character(train_ids: torch.Tensor, valid_ids: torch.Tensor, vocab_size: int, order: int) -> float:
+    """The validation loss, in bits per token, of predicting each token from counts on the training ids alone:
+    ``order=1`` its frequency (unigram), ``order=2`` its frequency after the token before (bigram). Counts start
+    at 1 (add-one smoothing), so an unseen pair costs bits but never infinity. With characters as tokens this is
+    bits per character, the yardstick for a model of the same text."""
+    order = require_int(order, "order", minimum=1)
+    if order > 2:
+        raise ValueError(f"order must be 1 (unigram) or 2 (bigram), got {order}")
+    vocab_size = require_int(vocab_size, "vocab_size", minimum=1)
+    for name, ids in (("train_ids", train_ids), ("valid_ids", valid_ids)):
+        if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or len(ids) < 2 or ids.dtype != torch.long:
+            raise ValueError(f"{name} must be a 1-D long tensor of at least 2 token ids")
+        if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
+            raise ValueError(f"{name} holds ids outside [0, {vocab_size})")
+    if order == 1:
+        counts = torch.bincount(train_ids, minlength=vocab_size).double() + 1  # (V,)
+        return float(-torch.log2(counts / counts.sum())[valid_ids].mean())
+    pairs = torch.ones(vocab_size, vocab_size, dtype=torch.float64)  # (previous, next), add-one
+    pairs.index_put_((train_ids[:-1], train_ids[1:]), torch.ones(len(train_ids) - 1, dtype=torch.float64),
+                     accumulate=True)
+    probabilities = pairs / pairs.sum(dim=1, keepdim=True)
+    return float(-torch.log2(probabilities[valid_ids[:-1], valid_ids[1:]]).mean())
