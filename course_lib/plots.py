@@ -60,10 +60,8 @@ def label_bars(ax, bars, fmt: str = "{:.2f}", inside: bool = False):
                         label_type="center" if inside else "edge", padding=2, fontsize=8)
 
 
-def legend_outside(ax, where: str = "right", **kwargs):
-    """The legend beside the axes (``"right"``) or under them (``"below"``), never over the data."""
-    if where == "below":
-        return ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=kwargs.pop("ncol", 3), **kwargs)
+def legend_outside(ax, **kwargs):
+    """The legend beside the axes, on their right, never over the data (``kwargs`` go to ``ax.legend``)."""
     return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
 
 

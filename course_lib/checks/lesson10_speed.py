@@ -9,6 +9,7 @@ import numbers
 import torch
 from torch import nn
 
+from course_lib.experiments.changes import window_mask
 from .kit import Fail, Inputs, call, check, compare, describe_type, lazy, non_contiguous, seeded_module, summary
 
 LESSON = "10_speed"
@@ -104,21 +105,14 @@ def check_rnn_forward(candidate) -> str:
 
 # --- reach ------------------------------------------------------------------------------------------------------
 
-def _reach(mask, n_layers):
+def _reach(mask, n_layers, hops=None, residual=True, transposed=False):
+    """Which inputs each output can depend on after ``n_layers`` layers with ``mask`` (the right answer, the
+    defaults), or the same with one classic mistake: ``hops`` layers counted instead, no residual, transposed."""
     T = mask.shape[0]
-    hop = mask | torch.eye(T, dtype=torch.bool)  # one layer: what a position attends to, and its own input (residual)
+    hop = mask | torch.eye(T, dtype=torch.bool) if residual else mask  # one layer: what i attends to, and i itself
     reached = torch.eye(T, dtype=torch.bool)  # no layer yet: each output is its own input
-    for _ in range(n_layers):
-        reached = (hop.int() @ reached.int()) > 0  # (T, T): i reaches j if i attends to some k that reaches j
-    return reached
-
-
-def _reach_variant(mask, n_layers, hops=None, residual=True, transposed=False):
-    T = mask.shape[0]
-    hop = mask | torch.eye(T, dtype=torch.bool) if residual else mask
-    reached = torch.eye(T, dtype=torch.bool)
     for _ in range(n_layers if hops is None else max(hops, 0)):
-        reached = (hop.int() @ reached.int()) > 0
+        reached = (hop.int() @ reached.int()) > 0  # (T, T): i reaches j if i attends to some k that reaches j
     return reached.T.contiguous() if transposed else reached
 
 
@@ -136,13 +130,7 @@ def _reach_mistakes(mask, n_layers):
     # first: with a mask that has its diagonal, the mask itself is also "one hop" at 2 layers; name the cause
     found = [("returns the mask itself, whatever the number of layers: each layer lets information hop once "
               "more", lambda: mask)]
-    return found + [(diagnosis, lazy(_reach_variant, mask, n_layers, **kw)) for diagnosis, kw in mistakes]
-
-
-def _window(T, window):
-    i = torch.arange(T)
-    behind = i[:, None] - i[None, :]
-    return (behind >= 0) & (behind < window)
+    return found + [(diagnosis, lazy(_reach, mask, n_layers, **kw)) for diagnosis, kw in mistakes]
 
 
 @check("reach", lesson=LESSON, reference=_reach,
@@ -160,11 +148,11 @@ def check_reach(candidate) -> str:
     cases = [  # the mask without its diagonal first: there every classic mistake gives its own answer
         (previous_only, rng.int(2, 3), f"each position reads only the one before it (not itself), T {T3}"),
         (torch.ones(T1, T1, dtype=torch.bool).tril(), rng.int(2, 4), f"causal mask, T {T1}"),
-        (_window(T2, w), rng.int(2, 4), f"a window of {w}, T {T2}"),
+        (window_mask(T2, w), rng.int(2, 4), f"a window of {w}, T {T2}"),
         (random_mask, 2, f"a random mask, T {T4}"),
-        (_window(T2, w), 0, f"0 layers, a window of {w}, T {T2}"),
-        (_window(T2, w), 1, f"1 layer, a window of {w}, T {T2}"),
-        (_window(T5, 2), rng.int(5, 9), f"a window of 2, many layers, T {T5}"),
+        (window_mask(T2, w), 0, f"0 layers, a window of {w}, T {T2}"),
+        (window_mask(T2, w), 1, f"1 layer, a window of {w}, T {T2}"),
+        (window_mask(T5, 2), rng.int(5, 9), f"a window of 2, many layers, T {T5}"),
     ]
     for mask, n_layers, label in cases:
         label = f"{label}, {n_layers} layer{'s' if n_layers != 1 else ''}"

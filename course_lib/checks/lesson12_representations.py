@@ -275,11 +275,6 @@ def check_property_labels(candidate) -> str:
             "on 200 random grammar sentences")
 
 
-def _nearest_neighbour_score(train_x, train_y, test_x, test_y) -> float:
-    """What a 1-nearest-neighbour read-out scores: the non-linear probe the buggy version used."""
-    return nearest_neighbour_accuracy(train_x, train_y, test_x, test_y)
-
-
 # --- probe_accuracy (find the bugs) --------------------------------------------------------------------------
 
 def _load_scikit_learn():
@@ -312,7 +307,7 @@ def check_probe_accuracy(candidate) -> str:
             raise Fail(f"returned {fmt_number(got)}, what a probe scores on the very vectors it was fitted on "
                        f"({label}): the number says how well the probe remembers vectors it has seen, not how well "
                        f"it reads new ones")
-        if abs(got - _nearest_neighbour_score(*args)) < 1e-9:
+        if abs(got - nearest_neighbour_accuracy(*args)) < 1e-9:  # the non-linear read-out the buggy version used
             raise Fail(f"returned {fmt_number(got)}, what a nearest-neighbour read-out scores here ({label}); a linear "
                        f"probe scores about {fmt_number(expected)}: this probe can read more than what the vectors "
                        f"hold in linear form")
