@@ -98,7 +98,11 @@ def test_python_dash_m_reports_a_bad_option_without_a_traceback():
 
 
 GOOD = {"threads": 2, "torch": "2.x", "mha_ratio": 0.8, "block_ratio": 0.9, "train_step_ratio": 1.0,
-        "details_ms": {name: {"ours_ms": 1.0, "theirs_ms": 1.0} for name in ("mha", "block", "train_step")},
+        "text_gpt_train_step_ratio": 1.0, "kv_cache_generation_ratio": 0.3,
+        "details_ms": {**{name: {"ours_ms": 1.0, "theirs_ms": 1.0}
+                          for name in ("mha", "block", "train_step", "text_gpt_train_step")},
+                       "kv_cache_generation": {"cache_ms": 150.0, "no_cache_ms": 500.0}},
+        "kv_cache_generation": {"speed_up": 3.33, "different_tokens": 0, "prompt_tokens": 8, "total_tokens": 256},
         "checks": {"slowest": "double", "slowest_seconds": 0.01, "total_seconds": 0.05, "count": 18},
         "reference": {"seconds": 12.0, "threads": 1, "seed": 0, "agreement_accuracy": 1.0, "subject_head_weight": 0.95,
                       "subject_head": [1, 2], "neighbour_head_weight": 0.9, "neighbour_head": [0, 1],
@@ -135,6 +139,8 @@ def test_bench_exits_1_naming_the_missed_targets(mode, monkeypatch, capsys):
         assert ("missed: mha_ratio = 1.3 (target <= 1.25); reference.seconds = 99.0 "
                 f"(target <= {bench.REFERENCE.max_seconds})") in out
         assert "every head's previous-token weight <= 0.29" in out
+        assert ("kv_cache_generation: 8 to 256 tokens in 150.0 ms with the cache, 500.0 ms without, ratio 0.30 "
+                "(target <= 0.5), 3.3x faster; the same tokens") in out
         assert ("sentences no shortcut explains: the subject head finds the subject in 0.97, agreement 0.990; "
                 "baselines the first noun 0.50, the first noun after the last comma before the verb (else the "
                 "first noun) 0.50") in out
@@ -142,7 +148,7 @@ def test_bench_exits_1_naming_the_missed_targets(mode, monkeypatch, capsys):
 
 def test_bench_json_has_the_documented_keys(monkeypatch, capsys):
     # The real run_bench, with the timing itself stubbed: the keys, not the speed, are under test.
-    monkeypatch.setattr(bench, "compare", lambda ours, theirs, **kw: {"ours_ms": 2.0, "theirs_ms": 2.5, "ratio": 0.8})
+    monkeypatch.setattr(bench, "compare", lambda ours, theirs, **kw: {"ours_ms": 1.0, "theirs_ms": 2.5, "ratio": 0.4})
     monkeypatch.setattr(bench.torch, "set_num_threads", lambda n: None)
     from course_lib import checks
     from course_lib.checks import EXERCISES
@@ -152,14 +158,74 @@ def test_bench_json_has_the_documented_keys(monkeypatch, capsys):
     monkeypatch.setattr(checks, "time_checks", lambda: {name: 0.01 for names in EXERCISES.values() for name in names})
     assert cli_main(["bench", "--json", "--no-reference", "--threads", "3"]) == 0
     results = json.loads(capsys.readouterr().out)
-    for key in ("mha_ratio", "block_ratio", "train_step_ratio"):
+    for key in ("mha_ratio", "block_ratio", "train_step_ratio", "text_gpt_train_step_ratio",
+                "kv_cache_generation_ratio"):
         assert isinstance(results[key], float) and results[key] > 0
-    assert set(results["details_ms"]["mha"]) == {"ours_ms", "theirs_ms"}
+    for name in ("mha", "text_gpt_train_step"):
+        assert set(results["details_ms"][name]) == {"ours_ms", "theirs_ms"}
+    assert set(results["details_ms"]["kv_cache_generation"]) == {"cache_ms", "no_cache_ms"}
+    # the generations themselves ran (only their timing is stubbed): both ways give the same tokens
+    assert results["kv_cache_generation"] == {"speed_up": 2.5, "different_tokens": 0, "prompt_tokens": 8,
+                                              "total_tokens": 256}
     assert results["checks"]["count"] == sum(len(names) for names in EXERCISES.values())
     assert results["checks"]["slowest_seconds"] > 0
     assert results["passed"] is True and results["failed"] == [] and "reference" not in results
     table = bench.format_table(results)
-    assert "mha" in table and "train_step" in table
+    assert "mha" in table and "train_step" in table and "text_gpt_train_step" in table
+    assert "kv_cache_generation: 8 to 256 tokens" in table and "the same tokens" in table
+
+
+def test_bench_text_gpt_train_step_times_lesson_13s_gpt_against_an_equal_pytorch_model(monkeypatch):
+    """The capstone's sizes on both sides, the same parameter count, and steps that train (timing stubbed)."""
+    import torch
+
+    from course_lib.experiments.text import CharTokenizer, load_corpus
+    from course_lib.experiments.text_model import TEXT_GPT
+
+    assert bench.TEXT_VOCAB_SIZE == CharTokenizer(load_corpus().train).vocab_size  # the constant is the real one
+    assert bench.text_gpt_sizes(TEXT_GPT) == {"d_model": 64, "n_heads": 4, "n_layers": 2, "max_len": 64}
+    built, classes = [], (bench.TransformerLM, bench.TorchEncoderLM)
+    for cls in classes:
+        monkeypatch.setattr(bench, cls.__name__, lambda *a, cls=cls, **kw: built.append(cls(*a, **kw)) or built[-1])
+    timed = {}
+
+    def compare(ours, theirs, **kw):
+        before = [[p.detach().clone() for p in model.parameters()] for model in built]
+        ours(), theirs()
+        timed["changed"] = [any(not torch.equal(a, b) for a, b in zip(old, model.parameters()))
+                            for old, model in zip(before, built)]
+        return {"ours_ms": 1.0, "theirs_ms": 1.0, "ratio": 1.0}
+
+    monkeypatch.setattr(bench, "compare", compare)
+    assert bench.bench_text_gpt_train_step() == {"ours_ms": 1.0, "theirs_ms": 1.0, "ratio": 1.0}
+    ours, theirs = built
+    assert [type(model) for model in built] == list(classes)
+    assert (ours.vocab_size, ours.max_len, len(ours.blocks), len(theirs.encoder.layers)) == (100, 64, 2, 2)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    assert timed["changed"] == [True, True]  # each step updated its model's weights
+
+
+def test_bench_kv_cache_generation_checks_the_tokens_and_fails_when_they_differ(monkeypatch):
+    figures = bench.bench_kv_cache_generation(prompt_tokens=3, total_tokens=12, rounds=1)  # small, real
+    assert figures["different_tokens"] == 0 and (figures["prompt_tokens"], figures["total_tokens"]) == (3, 12)
+    assert figures["cache_ms"] > 0 and figures["no_cache_ms"] > 0
+    assert figures["ratio"] == pytest.approx(figures["cache_ms"] / figures["no_cache_ms"])
+    assert figures["speed_up"] == pytest.approx(1 / figures["ratio"])
+    generate = bench.generate
+    calls = []
+
+    def broken(model, ids, new_tokens, temperature=1.0, cache=True):
+        calls.append((ids.shape[1], new_tokens, temperature, cache))
+        out = generate(model, ids, new_tokens, temperature=temperature, cache=cache)
+        if not cache:  # as if the cache had changed the last token
+            out[:, -1] = (out[:, -1] + 1) % model.vocab_size
+        return out
+
+    monkeypatch.setattr(bench, "generate", broken)
+    figures = bench.bench_kv_cache_generation(prompt_tokens=3, total_tokens=12, rounds=1)
+    assert calls[:2] == [(3, 9, 0, True), (3, 9, 0, False)] and figures["different_tokens"] == 1
+    results = {"kv_cache_generation_ratio": 0.6, "kv_cache_generation": {"different_tokens": 2}}
+    assert bench.missed_targets(results) == ["kv_cache_generation_ratio", "kv_cache_generation.different_tokens"]
 
 
 def test_doctor_help_and_bad_options_do_not_run_it(monkeypatch, capsys):
@@ -177,10 +243,11 @@ def test_doctor_help_and_bad_options_do_not_run_it(monkeypatch, capsys):
       "reference.neighbour_head_weight"]),
 ])
 def test_bench_reports_missed_targets(reference, missed):
-    results = {"mha_ratio": 1.3, "block_ratio": 1.0, "train_step_ratio": 1.1, "reference": reference,
-               "checks": {"slowest_seconds": 0.4}}
+    results = {"mha_ratio": 1.3, "block_ratio": 1.0, "train_step_ratio": 1.1, "text_gpt_train_step_ratio": 1.06,
+               "kv_cache_generation_ratio": 0.5, "kv_cache_generation": {"different_tokens": 0},
+               "reference": reference, "checks": {"slowest_seconds": 0.4}}
     found = [line.split(" = ")[0] for line in bench.failures(results)]
-    assert found == ["mha_ratio", *missed]
+    assert found == ["mha_ratio", "text_gpt_train_step_ratio", *missed]  # the capstone's step: within 5 %
 
 
 def test_doctor_speed_probe_leaves_the_callers_random_state_alone():

@@ -3,6 +3,8 @@ split by file; characters as tokens."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -100,3 +102,37 @@ def test_ngram_baselines_in_bits_per_character(corpus):
         text.ngram_bits_per_character(train, valid, tokenizer.vocab_size, 3)
     with pytest.raises(ValueError, match="outside"):
         text.ngram_bits_per_character(train, valid, 5, 1)
+
+
+# --- lesson 13's model on the text (course_lib.experiments.text_model) ------------------------------------------------
+
+def test_windows_are_consecutive_tokens_from_each_start():
+    from course_lib.experiments.text_model import text_batches, windows
+    ids = torch.arange(100, 130)
+    got = windows(ids, torch.tensor([0, 5, 26]), 3)
+    assert got.tolist() == [[100, 101, 102, 103], [105, 106, 107, 108], [126, 127, 128, 129]]
+    first = text_batches(ids, 4, 6, seed=1)
+    again = text_batches(ids, 4, 6, seed=1)
+    for step in range(3):
+        batch, same = first(step)[0], again(step)[0]
+        assert batch.shape == (6, 5) and torch.equal(batch, same)
+        assert torch.equal(batch[:, 1:] - batch[:, :-1], torch.ones(6, 4, dtype=torch.long))  # consecutive
+    with pytest.raises(ValueError, match="more than context"):
+        text_batches(ids[:5], 4, 2)
+
+
+def test_bits_per_character_counts_the_characters_the_tokens_cover(corpus):
+    from course_lib.experiments.text_model import bits_per_character, covered_characters, text_model
+    chars = text.CharTokenizer(corpus.train)
+    bpe = text.BPETokenizer(chars, text.train_bpe(corpus.validation[:20_000], 30))
+    sample = corpus.validation[:4_000]
+    ids = bpe.encode(sample)
+    covered = covered_characters(bpe, ids, 16)
+    assert len(ids) // 2 < covered <= len(sample)  # byte pairs: more characters than tokens
+    model = text_model(bpe.vocab_size, {"d_model": 16, "n_heads": 2, "n_layers": 1, "context": 16}, seed=0)
+    per_token = bits_per_character(model, ids, (len(ids) - 1) // 16 * 16)  # "characters" = tokens: bits per token
+    per_character = bits_per_character(model, ids, covered)
+    assert per_character == pytest.approx(per_token * ((len(ids) - 1) // 16 * 16) / covered)
+    assert abs(per_token - math.log2(bpe.vocab_size)) < 0.1  # untrained: a uniform guess
+    with pytest.raises(ValueError, match="more than context"):
+        bits_per_character(model, ids[:10], 10)

@@ -2,9 +2,14 @@
 does the reference result hold on this machine? It measures and prints; it writes nothing.
 
 Each ratio is course time / PyTorch time for forward + backward, measured side by side (alternating
-rounds, median of rounds) in one run. Targets: every ratio <= 1.25; every exercise check answers within
-1 s; the reference (``course_lib.experiments.reference.REFERENCE``) trains within its time and reaches its
-accuracy, subject-head and neighbour-head targets. ``--speed`` adds lesson 10's longer runs.
+rounds, median of rounds) in one run: ``mha``, ``block``, ``train_step`` (the reference's sizes) and
+``text_gpt_train_step`` (lesson 13's GPT, ``TEXT_GPT``, on 32 windows of 64 characters). ``kv_cache_generation``
+is lesson 13's ``generate`` from 8 to 256 tokens (greedy) with the key-value cache / without it, with a check
+that both give the same tokens. Targets: ``mha``, ``block`` and ``train_step`` ratios <= 1.25,
+``text_gpt_train_step`` <= 1.05, ``kv_cache_generation`` <= 0.5 (the cache at least 2x faster) with no token
+different; every exercise check answers within 1 s; the reference (``course_lib.experiments.reference.REFERENCE``)
+trains within its time and reaches its accuracy, subject-head and neighbour-head targets. ``--speed`` adds lesson
+10's longer runs.
 The many-seed records that lessons 09 and 10 read are ``python -m course_lib record``'s job (tools/record.py).
 """
 
@@ -26,18 +31,26 @@ from course_lib.experiments.grammar import (BASELINE_RULES, agreement_vocabulary
                                             encode_sentences, shortcut_free_sentences)
 from course_lib.models.language_model import TransformerLM
 from course_lib.experiments.reference import REFERENCE, train_reference_model
+from course_lib.experiments.generation import generate
+from course_lib.experiments.text_model import TEXT_GPT
 
 RATIO_TARGET = 1.25
+TEXT_GPT_RATIO_TARGET = 1.05  # lesson 13's GPT, whose step is mostly the blocks: as fast as PyTorch's, within 5 %
+KV_CACHE_RATIO_TARGET = 0.5  # generating with the cache / without it: at least twice as fast
 TARGETS = {"mha_ratio": RATIO_TARGET, "block_ratio": RATIO_TARGET, "train_step_ratio": RATIO_TARGET,
+           "text_gpt_train_step_ratio": TEXT_GPT_RATIO_TARGET, "kv_cache_generation_ratio": KV_CACHE_RATIO_TARGET,
+           "kv_cache_generation.different_tokens": 0,
            "reference.seconds": REFERENCE.max_seconds, "reference.agreement_accuracy": REFERENCE.min_accuracy,
            "reference.subject_head_weight": REFERENCE.min_subject_weight,
            "reference.neighbour_head_weight": REFERENCE.min_neighbour_weight,
            "checks.slowest_seconds": 1.0}
 
 
-def compare(ours: Callable[[], None], theirs: Callable[[], None], rounds: int = 15, per_round: int = 5) -> dict:
-    """Median seconds per call of each, measured in alternating rounds so both see the same machine state."""
-    for fn in (ours, theirs, ours, theirs):  # warm-up
+def compare(ours: Callable[[], None], theirs: Callable[[], None], rounds: int = 15, per_round: int = 5,
+            warm_up: int = 2) -> dict:
+    """Median seconds per call of each, measured in alternating rounds so both see the same machine state
+    (after ``warm_up`` untimed calls of each)."""
+    for fn in (ours, theirs) * warm_up:
         fn()
     times = {"ours": [], "theirs": []}
     for _ in range(rounds):
@@ -99,10 +112,10 @@ class TorchEncoderLM(nn.Module):
         return self.head(self.ln_f(self.encoder(x, mask=blocked)))
 
 
-def bench_train_step(batch: int = 64, T: int = 16) -> dict:
-    torch.manual_seed(0)
-    vocab_size = len(agreement_vocabulary())
-    ids = torch.randint(3, vocab_size, (batch, T + 1))
+def compare_train_steps(vocab_size: int, sizes: dict, ids: torch.Tensor, rounds: int = 15,
+                        per_round: int = 10) -> dict:
+    """One training step (forward, next-token cross-entropy, backward, AdamW) of ``TransformerLM(vocab_size,
+    **sizes)`` against ``TorchEncoderLM`` of the same sizes and parameter count, on ``ids`` ``(batch, T + 1)``."""
 
     def trainer(model: nn.Module) -> Callable[[], None]:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -115,20 +128,73 @@ def bench_train_step(batch: int = 64, T: int = 16) -> dict:
             optimizer.step()
         return step
 
-    sizes = {key: value for key, value in REFERENCE.model_kwargs().items() if key != "positions"}
     ours = TransformerLM(vocab_size, **sizes)  # learned positions on both sides: the same parameters
     theirs = TorchEncoderLM(vocab_size, **sizes)
-    return compare(trainer(ours), trainer(theirs), rounds=15, per_round=10)
+    counts = [sum(p.numel() for p in model.parameters()) for model in (ours, theirs)]
+    assert counts[0] == counts[1], f"not equal models: {counts[0]} parameters against {counts[1]}"
+    return compare(trainer(ours), trainer(theirs), rounds=rounds, per_round=per_round)
+
+
+def bench_train_step(batch: int = 64, T: int = 16) -> dict:
+    torch.manual_seed(0)
+    vocab_size = len(agreement_vocabulary())
+    sizes = {key: value for key, value in REFERENCE.model_kwargs().items() if key != "positions"}
+    return compare_train_steps(vocab_size, sizes, torch.randint(3, vocab_size, (batch, T + 1)))
+
+
+# Lesson 13's character vocabulary: CharTokenizer(load_corpus().train).vocab_size (tests/test_cli.py checks it). A
+# constant, so that bench needs neither the corpus nor its checksum (which holds for the pinned torch only).
+TEXT_VOCAB_SIZE = 100
+
+
+def text_gpt_sizes(settings: dict = TEXT_GPT) -> dict:
+    """``TransformerLM``'s sizes (besides the vocabulary) for lesson 13's GPT: ``settings["context"]`` is max_len."""
+    return {"d_model": settings["d_model"], "n_heads": settings["n_heads"], "n_layers": settings["n_layers"],
+            "max_len": settings["context"]}
+
+
+def bench_text_gpt_train_step(settings: dict = TEXT_GPT, rounds: int = 10, per_round: int = 4) -> dict:
+    """Lesson 13's GPT: a training step on ``batch_size`` windows of ``context`` characters, course ÷ PyTorch."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, TEXT_VOCAB_SIZE, (settings["batch_size"], settings["context"] + 1))
+    return compare_train_steps(TEXT_VOCAB_SIZE, text_gpt_sizes(settings), ids, rounds=rounds, per_round=per_round)
+
+
+def bench_kv_cache_generation(prompt_tokens: int = 8, total_tokens: int = 256, rounds: int = 5,
+                              settings: dict = TEXT_GPT) -> dict:
+    """Lesson 13's ``generate`` (greedy) from a prompt of ``prompt_tokens`` to ``total_tokens`` tokens, on an
+    untrained GPT of the lesson's width with ``max_len = total_tokens``: with the key-value cache / without it.
+    ``ratio`` is cache time / no-cache time; ``different_tokens`` how many generated tokens the two disagree on."""
+    torch.manual_seed(0)
+    model = TransformerLM(TEXT_VOCAB_SIZE, **{**text_gpt_sizes(settings), "max_len": total_tokens})
+    prompt = torch.randint(0, TEXT_VOCAB_SIZE, (1, prompt_tokens))
+    new_tokens = total_tokens - prompt_tokens
+
+    def generating(cache: bool) -> Callable[[], torch.Tensor]:
+        return lambda: generate(model, prompt, new_tokens, temperature=0, cache=cache)
+
+    with_cache, without = generating(True)(), generating(False)()  # the tokens to check, and the warm-up
+    assert with_cache.shape == without.shape == (1, total_tokens), (with_cache.shape, without.shape)
+    timed = compare(generating(True), generating(False), rounds=rounds, per_round=1, warm_up=0)
+    return {"cache_ms": timed["ours_ms"], "no_cache_ms": timed["theirs_ms"], "ratio": timed["ratio"],
+            "speed_up": 1 / timed["ratio"], "different_tokens": int((with_cache != without).sum()),
+            "prompt_tokens": prompt_tokens, "total_tokens": total_tokens}
 
 
 def run_bench(reference: bool = True) -> dict:
     """Every measurement, as one dict (the ``--json`` output), with PyTorch's current thread count."""
     results: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__}
-    details = {"mha": bench_mha(), "block": bench_block(), "train_step": bench_train_step()}
+    details = {"mha": bench_mha(), "block": bench_block(), "train_step": bench_train_step(),
+               "text_gpt_train_step": bench_text_gpt_train_step(), "kv_cache_generation": bench_kv_cache_generation()}
     for name, d in details.items():
         results[f"{name}_ratio"] = round(d["ratio"], 3)
     results["details_ms"] = {name: {k: round(v, 3) for k, v in d.items() if k.endswith("_ms")}
                              for name, d in details.items()}
+    generation = details["kv_cache_generation"]
+    results["kv_cache_generation"] = {"speed_up": round(generation["speed_up"], 2),
+                                      "different_tokens": generation["different_tokens"],
+                                      "prompt_tokens": generation["prompt_tokens"],
+                                      "total_tokens": generation["total_tokens"]}
     from course_lib.checks import time_checks
 
     seconds = time_checks()  # each exercise check on a right answer: a learner waits this long for the verdict
@@ -226,11 +292,21 @@ def _baselines(rates: dict) -> str:
 
 def format_table(results: dict) -> str:
     rows = [f"course_lib bench — torch {results['torch']}, {results['threads']} threads",
-            f"{'measurement':<14}{'course (ms)':>13}{'PyTorch (ms)':>14}{'ratio':>8}{'target':>9}"]
-    for name in ("mha", "block", "train_step"):
+            f"{'measurement':<20}{'course (ms)':>13}{'PyTorch (ms)':>14}{'ratio':>8}{'target':>9}"]
+    for name in ("mha", "block", "train_step", "text_gpt_train_step"):
+        if name not in results["details_ms"]:  # results of an older bench
+            continue
         d = results["details_ms"][name]
-        rows.append(f"{name:<14}{d['ours_ms']:>13.2f}{d['theirs_ms']:>14.2f}{results[name + '_ratio']:>8.2f}"
-                    f"{'<= ' + str(RATIO_TARGET):>9}")
+        rows.append(f"{name:<20}{d['ours_ms']:>13.2f}{d['theirs_ms']:>14.2f}{results[name + '_ratio']:>8.2f}"
+                    f"{'<= ' + str(TARGETS[name + '_ratio']):>9}")
+    if "kv_cache_generation" in results:
+        d, g = results["details_ms"]["kv_cache_generation"], results["kv_cache_generation"]
+        rows.append(f"kv_cache_generation: {g['prompt_tokens']} to {g['total_tokens']} tokens in "
+                    f"{d['cache_ms']:.1f} ms with the cache, {d['no_cache_ms']:.1f} ms without, ratio "
+                    f"{results['kv_cache_generation_ratio']:.2f} (target <= {KV_CACHE_RATIO_TARGET}), "
+                    f"{g['speed_up']:.1f}x faster; "
+                    + ("the same tokens" if g["different_tokens"] == 0 else
+                       f"{g['different_tokens']} token(s) differ (target 0)"))
     c = results["checks"]
     rows.append(f"exercise checks: slowest {c['slowest']} {c['slowest_seconds']:.2f} s (target <= 1), "
                 f"all {c['count']} in {c['total_seconds']:.2f} s")

@@ -1,5 +1,5 @@
-"""``python -m course_lib record {reference-seeds,same-steps,recall-race,probes,exercise-runs}``: the records lessons
-09, 10, 12 and the experiment exercises read.
+"""``python -m course_lib record {reference-seeds,same-steps,recall-race,probes,exercise-runs,text-gpt}``: the
+records lessons 09, 10, 12, 13 and the experiment exercises read.
 
 A lesson shows one run; a record says what many did. ``reference-seeds`` trains the reference model
 (``course_lib.experiments.reference``) for seeds 0..N-1 at each thread count (a different count adds floats in
@@ -15,6 +15,9 @@ and keeps it in ``course_lib/data/lesson10_recall_race.json``.
 ``exercise-runs`` runs the experiments of exercises 07-2, 10-2, 11-1 and 12-1 with their right answers
 (``course_lib.experiments.changes.exercise_runs``; about 15 minutes) and keeps them in
 ``course_lib/data/exercise_runs.json``.
+``text-gpt`` trains lesson 13's GPT on real text twice, characters and byte pairs as tokens
+(``course_lib.experiments.text_model.text_gpt_run``; about 30 minutes) and keeps it in
+``course_lib/data/lesson13_text_gpt.json``.
 ``--dry-run`` measures and prints without writing.
 
 This command is the only code that writes into ``course_lib/data/``. A record is JSON: the settings it was
@@ -39,6 +42,7 @@ from course_lib.experiments.speed import (RECALL_RACE, RECALL_RACE_THRESHOLDS, R
 from course_lib.experiments.changes import (EXERCISE_RUN_SETTINGS, EXERCISE_RUN_THRESHOLDS, RECORDED_EXERCISE_RUNS,
                                             patch_shuffle_experiment, reach_experiment, residual_experiment,
                                             unseen_digits_experiment)
+from course_lib.experiments.text_model import RECORD_SETTINGS, RECORD_THRESHOLDS, RECORDED_TEXT_GPT, text_gpt_runs
 from course_lib.tools.bench import failures, missed_targets, reference_figures
 
 # Every run of a matrix must meet the reference's own targets; lesson 10's thresholds must hold in every run.
@@ -49,6 +53,7 @@ SAME_STEPS_TARGETS = {"same_steps.failed": 0}
 PROBES_TARGETS = {"probes.failed": 0}  # lesson 12: every claim of probe_claims in every run
 RECALL_RACE_TARGETS = {"recall_race.failed": 0}  # lesson 10's race: every threshold in every run
 EXERCISE_RUNS_TARGETS = {"exercise_runs.failed": 0}  # the experiment exercises: every threshold in every run
+TEXT_GPT_TARGETS = {"text_gpt.failed": 0}  # lesson 13: every threshold in every run
 
 
 def at_every_thread_count(run: Callable[[int], dict], seeds, threads) -> list[dict]:
@@ -122,6 +127,26 @@ def run_exercise_runs(seeds=range(10), threads=(1, 2, 4)) -> dict:
     in every run. Returns ``{"runs": [...], "count", "failed"}``."""
     runs = at_every_thread_count(exercise_runs, seeds, threads)
     return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs)}
+
+
+def run_text_gpt(seeds=range(10), threads=(1, 2, 4)) -> dict:
+    """Lesson 13's two trainings on real text (characters, byte pairs) and exercise 13-4's context experiment for every seed at every thread count; every
+    threshold must hold in every run. Returns ``{"runs": [...], "count", "failed"}``."""
+    from course_lib.experiments.text import load_corpus
+    corpus = load_corpus()
+    runs = at_every_thread_count(lambda seed: text_gpt_runs(seed, corpus), seeds, threads)
+    return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs)}
+
+
+def format_text_gpt(s: dict) -> str:
+    rows = [f"lesson 13, a GPT on torch/nn's source: every threshold met in {s['count'] - s['failed']} of {s['count']} "
+            f"runs; bits per character (characters as tokens / byte pairs; bigram baseline)"]
+    rows.extend(f"  seed {r['seed']}, {r['threads']} thread(s): {r['characters']['bits_per_character']:.3f} / "
+                f"{r['bpe']['bits_per_character']:.3f}; bigram {r['bigram']:.3f}; "
+                f"{r['characters']['seconds'] + r['bpe']['seconds']:.0f} s; exercise 13-4, context "
+                + ", ".join(f"{c}: {b:.3f}" for c, b in r["context"]["bits_per_character"].items())
+                + ("" if r["holds"] else "  <- a threshold missed") for r in s["runs"])
+    return "\n".join(rows)
 
 
 def format_exercise_runs(s: dict) -> str:
@@ -273,6 +298,15 @@ def record_exercise_runs(runs: Sequence[Mapping], path: Path | None = None) -> P
     return write_record(path, settings, "python -m course_lib record exercise-runs", merged_runs(path, settings, runs))
 
 
+def record_text_gpt(runs: Sequence[Mapping], path: Path | None = None) -> Path:
+    """Keep ``text_gpt_run`` results as the course's record, which lesson 13 reads (runs of the same seed and thread
+    count already there are replaced; the others kept when recorded with the same settings, thresholds and torch
+    version)."""
+    path = RECORDED_TEXT_GPT if path is None else Path(path)
+    settings = {"settings": RECORD_SETTINGS, "thresholds": RECORD_THRESHOLDS}
+    return write_record(path, settings, "python -m course_lib record text-gpt", merged_runs(path, settings, runs))
+
+
 def run(args) -> int:
     """Run ``record`` as parsed by ``python -m course_lib``: 0 when every run met its targets, 1 otherwise."""
     seeds = range(args.seeds)
@@ -291,6 +325,11 @@ def run(args) -> int:
         targets, table = EXERCISE_RUNS_TARGETS, format_exercise_runs(results["exercise_runs"])
         if not args.dry_run:
             results["recorded_to"] = str(record_exercise_runs(results["exercise_runs"]["runs"]))
+    elif args.what == "text-gpt":
+        results = {"text_gpt": run_text_gpt(seeds, args.thread_counts)}
+        targets, table = TEXT_GPT_TARGETS, format_text_gpt(results["text_gpt"])
+        if not args.dry_run:
+            results["recorded_to"] = str(record_text_gpt(results["text_gpt"]["runs"]))
     elif args.what == "probes":
         results = {"probes": run_probes(seeds, args.thread_counts)}
         targets, table = PROBES_TARGETS, format_probes(results["probes"])
