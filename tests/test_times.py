@@ -149,7 +149,7 @@ def test_the_command_checks_and_writes(tmp_path, capsys):
     assert cli_main(["times", "--write", "--root", str(tmp_path)]) == 0
     assert cli_main(["times", "--check", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "00_start" in out and "total 00–12" in out and "method:" in out
+    assert "00_start" in out and "total 00–01" in out and "method:" in out
 
 
 def test_the_course_agrees_with_the_method():
