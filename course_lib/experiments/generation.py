@@ -20,37 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.models.attention import causal_mask, merge_heads, split_heads
-from course_lib.models.language_model import TransformerLM
-from course_lib.validation import require_int, require_number, require_token_ids
+from course_lib.models.language_model import TransformerLM, top_k_sample  # top_k_sample: the model's own sampler
+from course_lib.validation import require_int, require_token_ids
 
-
-def _require_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-
-
-def top_k_sample(logits: torch.Tensor, k: int | None = None, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """The next token for each row of ``logits`` ``(batch, vocab)``: ``(batch,)`` long.
-
-    Temperature 0 picks the likeliest token (greedy). Otherwise keep the ``k`` largest logits of each row (all of
-    them when ``k`` is None), divide by ``temperature`` and draw from their softmax with ``generator``.
-    """
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
-        raise ValueError("logits must be a float tensor of shape (batch, vocab)")
-    temperature = require_number(temperature, "temperature", minimum=0)
-    if k is not None:
-        k = require_int(k, "k", minimum=1)
-        if k > logits.shape[-1]:
-            raise ValueError(f"k must be at most the vocabulary's size, {logits.shape[-1]}, got {k}")
-    _require_generator(generator)
-    if temperature == 0:
-        return logits.argmax(dim=-1)  # (B,)
-    if k is not None:
-        kth_largest = logits.topk(k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth_largest, float("-inf"))  # the rest get probability 0
-    probabilities = (logits / temperature).softmax(dim=-1)  # (B, vocab)
-    return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)  # (B,)
+__all__ = ["attend_with_cache", "generate", "top_k_sample"]
 
 
 def attend_with_cache(q_new: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor, k_cache: torch.Tensor,
@@ -96,7 +69,8 @@ def generate(model: TransformerLM, ids: torch.Tensor, new_tokens: int, temperatu
              generator: torch.Generator | None = None, cache: bool = True) -> torch.Tensor:
     """``ids`` ``(batch, time)`` extended by ``new_tokens`` tokens chosen with ``top_k_sample``.
 
-    ``cache=False`` runs the whole text (its last ``max_len`` tokens) through the model for every new token.
+    ``cache=False`` runs the whole text (its last ``max_len`` tokens) through the model for every new token:
+    ``TransformerLM.generate``.
     ``cache=True`` keeps each layer's keys and values and runs only the new token; once the text is longer than
     the model's context (``max_len``), the window slides, every position changes place, and each new token
     reads the window again as without the cache. Both give the same tokens.
@@ -109,13 +83,14 @@ def generate(model: TransformerLM, ids: torch.Tensor, new_tokens: int, temperatu
     if ids.shape[1] == 0:
         raise ValueError("ids needs at least one token to start from, got shape (batch, 0)")
     new_tokens = require_int(new_tokens, "new_tokens", minimum=0)
-    cache = bool(cache)
     was_training = model.training
     model.eval()
     caches = None  # one [k_cache, v_cache] per layer, once the prompt has run
     try:
+        if not cache:
+            return model.generate(ids, new_tokens, temperature, generator, k=k)
         for _ in range(new_tokens):
-            if cache and ids.shape[1] <= model.max_len:
+            if ids.shape[1] <= model.max_len:
                 if caches is None:  # the prompt, all at once, fills the caches
                     attention = model.blocks[0].attn
                     empty = model.embed.weight.new_zeros((ids.shape[0], attention.n_heads, 0, attention.d_head))
@@ -123,7 +98,7 @@ def generate(model: TransformerLM, ids: torch.Tensor, new_tokens: int, temperatu
                     logits = _run_with_cache(model, ids, caches)
                 else:  # then only the token chosen last
                     logits = _run_with_cache(model, ids[:, -1:], caches)
-            else:
+            else:  # past the context the window slides: every position changes place, the cache is of no use
                 logits = model(ids[:, -model.max_len:])[:, -1]  # (B, vocab)
             ids = torch.cat([ids, top_k_sample(logits, k, temperature, generator)[:, None]], dim=1)
     finally:

@@ -109,25 +109,57 @@ class TransformerLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, new_tokens: int, temperature: float = 0.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Extend ids ``(batch, time)`` by ``new_tokens`` (an int >= 0).
+                 generator: torch.Generator | None = None, k: int | None = None) -> torch.Tensor:
+        """Extend ids ``(batch, time)`` by ``new_tokens`` (an int >= 0), each chosen by ``top_k_sample``.
 
         Temperature 0 picks the likeliest token; a temperature > 0 samples from ``softmax(logits /
-        temperature)``, reproducibly with a seeded ``generator``.
+        temperature)`` over the ``k`` likeliest tokens (all of them when ``k`` is None), reproducibly with a
+        seeded ``generator``. Each new token reads the whole text again (its last ``max_len`` tokens); lesson 13's
+        ``course_lib.experiments.generation.generate`` adds a key-value cache.
         """
         ids = require_token_ids(ids, "ids", self.vocab_size)
         new_tokens = require_int(new_tokens, "new_tokens", minimum=0)
-        temperature = require_number(temperature, "temperature", minimum=0)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        temperature, k = _sampling_settings(temperature, k, generator, self.vocab_size)
         for _ in range(new_tokens):
             logits = self(ids[:, -self.max_len:])[:, -1]  # (B, vocab)
-            if temperature <= 0:
-                next_id = logits.argmax(-1, keepdim=True)
-            else:
-                next_id = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
-            ids = torch.cat([ids, next_id], dim=1)
+            ids = torch.cat([ids, _choose(logits, k, temperature, generator)[:, None]], dim=1)
         return ids
+
+
+def _sampling_settings(temperature, k, generator, vocab_size: int) -> tuple[float, int | None]:
+    """``temperature`` and ``k`` checked (a TypeError or ValueError naming the bad one), and ``generator``."""
+    temperature = require_number(temperature, "temperature", minimum=0)
+    if k is not None:
+        k = require_int(k, "k", minimum=1)
+        if k > vocab_size:
+            raise ValueError(f"k must be at most the vocabulary's size, {vocab_size}, got {k}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return temperature, k
+
+
+def _choose(logits: torch.Tensor, k: int | None, temperature: float, generator) -> torch.Tensor:
+    """``top_k_sample`` without its checks: logits ``(batch, vocab)`` -> ids ``(batch,)``."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)  # (B,)
+    if k is not None:
+        kth_largest = logits.topk(k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))  # the rest get probability 0
+    probabilities = (logits / temperature).softmax(dim=-1)  # (B, vocab)
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)  # (B,)
+
+
+def top_k_sample(logits: torch.Tensor, k: int | None = None, temperature: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The next token for each row of ``logits`` ``(batch, vocab)``: ``(batch,)`` long. Lesson 13.
+
+    Temperature 0 picks the likeliest token (greedy). Otherwise keep the ``k`` largest logits of each row (all of
+    them when ``k`` is None), divide by ``temperature`` and draw from their softmax with ``generator``.
+    """
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        raise ValueError("logits must be a float tensor of shape (batch, vocab)")
+    temperature, k = _sampling_settings(temperature, k, generator, logits.shape[-1])
+    return _choose(logits, k, temperature, generator)
 
 
 TransformerLM.__signature__ = settings_signature(LMConfig)  # help() shows the settings, not *args
