@@ -11,7 +11,7 @@ from torch import nn
 
 from course_lib.apart.session import is_instance
 from course_lib.experiments.generation import attend_with_cache, top_k_sample
-from course_lib.experiments.text_model import windows
+from course_lib.experiments.text_model import exercise_weights, windows
 from course_lib.models.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from course_lib.models.block import MLP
 from course_lib.models.language_model import LMConfig, TransformerLM
@@ -59,16 +59,6 @@ class _GPT(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         return self.head(self.ln_f(x))  # (B, T, vocab)
-
-
-def _learner_names(state: dict) -> dict:
-    """The reference TransformerLM's weights under the names the exercise gives the learner's GPT."""
-    renamed = {}
-    for name, value in state.items():
-        name = name.replace("positions.table.", "positions.", 1) if name.startswith("positions.table.") else name
-        name = name[len("stack."):] if name.startswith("stack.") else name
-        renamed[name] = value
-    return renamed
 
 
 def _random_reference(config: LMConfig, seed: int) -> TransformerLM:
@@ -292,7 +282,7 @@ def _gpt_body(candidate) -> str:
         if not is_instance(model, nn.Module):
             raise Fail(f"{built} is {describe_type(model)}, not an nn.Module: subclass nn.Module")
         ref = _random_reference(config, rng.seed * 7 + number)
-        _load(model, _learner_names(ref.state_dict()), built)
+        _load(model, exercise_weights(ref), built)
         model.eval()
         T, T3 = rng.int(2, M - 1), rng.int(2, M)
         cases = [

@@ -100,6 +100,17 @@ def text_model(vocab_size: int, settings: dict = TEXT_GPT, seed: int = 0) -> Tra
                          settings["context"])
 
 
+def exercise_weights(model: TransformerLM) -> dict:
+    """``model``'s weights under the names exercise 13-1 gives your GPT: ``positions.weight`` for the position table,
+    ``blocks.*`` and ``ln_f.*`` without the ``stack.`` in front; the rest as they are. ``yours.load_state_dict`` takes
+    them."""
+    renamed = {}
+    for name, value in model.state_dict().items():
+        name = name.replace("positions.table.", "positions.", 1) if name.startswith("positions.table.") else name
+        renamed[name[len("stack."):] if name.startswith("stack.") else name] = value
+    return renamed
+
+
 def train_text_model(model: TransformerLM, train_ids: torch.Tensor, settings: dict = TEXT_GPT, seed: int = 0,
                      progress: bool = False, evaluate: Callable | None = None, eval_every: int = 100) -> TrainingHistory:
     """Train ``model`` on ``train_ids`` with the lesson's recipe (``settings``); batches drawn from ``seed``.
