@@ -205,7 +205,9 @@ BLOCK_MISTAKES = (
 
 def _random_block(rng: Inputs, offset: int) -> tuple[TransformerBlock, str]:
     n_heads = rng.int(1, 3)
-    d_model = n_heads * rng.int(2, 4)
+    # at least 3 features: LayerNorm maps every 2-feature vector to one of two points, so with d_model 2 the MLP
+    # read from x and from x + attention can agree, and two mistakes look the same (seed 99790)
+    d_model = n_heads * rng.int(3 if n_heads == 1 else 2, 4)
     d_ff = rng.int(2, 4) * d_model
 
     def build():
