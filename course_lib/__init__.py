@@ -6,7 +6,8 @@ Where things are:
                     language_model (TransformerLM), classifier, vision (VisionTransformer), recurrent (GRU)
     experiments/    what the lessons measure with them: vocab and images (inputs), training, grammar (sentences
                     with ground truth), evaluation, analysis and head_report (what heads learn), reference (the
-                    course's trained model), speed, digits and probes
+                    course's trained model), speed, digits and probes, text, text_model, generation and
+                    text_heads (lessons 13-14)
     widgets/        the attention explorer and playground
     plots           the course's figures
     checks/         the exercises' instant checks

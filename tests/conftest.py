@@ -38,13 +38,16 @@ def pytest_unconfigure(config):
 
 def _cache_role(path) -> int:
     """0: a notebook that trains a model the cache keeps (lesson 08's reference, lesson 11's digit transformer);
-    2: one that loads such a model; 1: everything else."""
+    2: one that loads such a model (and lesson 14's exercises, which load what lesson 14 trained: lesson 14 itself
+    stays in the middle, where it has long finished when they start); 1: everything else."""
     if path.suffix != ".ipynb":
         return 1
     text = path.read_text(encoding="utf-8")
     if "train_reference_model(" in text or "train_digit_vit(" in text:
         return 0
-    return 2 if "load_reference_model(" in text or "load_digit_vit(" in text else 1
+    if "load_reference_model(" in text or "load_digit_vit(" in text:
+        return 2
+    return 2 if "repeats_model_trained(" in text and path.parent.name != "notebooks" else 1
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -30,24 +30,27 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAINING_NOTEBOOKS = ("notebooks/02_learning.ipynb", "notebooks/08_training_a_language_model.ipynb",
                       "notebooks/09_what_heads_learn.ipynb", "notebooks/10_speed.ipynb",
                       "notebooks/11_vision_transformer.ipynb", "notebooks/12_representations.ipynb",
-                      "notebooks/13_your_own_gpt.ipynb", "notebooks/extras/attention_explorer.ipynb",
+                      "notebooks/13_your_own_gpt.ipynb", "notebooks/14_heads_in_the_wild.ipynb",
+                      "notebooks/extras/attention_explorer.ipynb",
                       # solutions that train (the experiment exercises retrain a small model with the learner's change)
                       "solutions/02_learning.ipynb", "solutions/07_transformer_block.ipynb",
                       "solutions/08_training_a_language_model.ipynb", "solutions/09_what_heads_learn.ipynb",
                       "solutions/10_speed.ipynb", "solutions/11_vision_transformer.ipynb",
-                      "solutions/12_representations.ipynb", "solutions/13_your_own_gpt.ipynb")
+                      "solutions/12_representations.ipynb", "solutions/13_your_own_gpt.ipynb",
+                      "solutions/14_heads_in_the_wild.ipynb")
 # Lesson 08 trains the reference model and its baselines; 09, 12 and the explorer load the model, or train
 # it; 10 and 11 train small models for most of their minute: re-running them at two more thread counts
 # would take the test command past its budget, so they run with --slow-notebooks only.
 SLOW_TRAINING_NOTEBOOKS = ("notebooks/08_training_a_language_model.ipynb", "notebooks/09_what_heads_learn.ipynb",
                            "notebooks/10_speed.ipynb", "notebooks/11_vision_transformer.ipynb",
                            "notebooks/12_representations.ipynb", "notebooks/13_your_own_gpt.ipynb",
-                           "notebooks/extras/attention_explorer.ipynb",
+                           "notebooks/14_heads_in_the_wild.ipynb", "notebooks/extras/attention_explorer.ipynb",
                            # the experiments are recorded at 1, 2 and 4 threads by `record exercise-runs`
                            "solutions/02_learning.ipynb", "solutions/07_transformer_block.ipynb",
                            "solutions/08_training_a_language_model.ipynb", "solutions/09_what_heads_learn.ipynb",
                            "solutions/10_speed.ipynb", "solutions/11_vision_transformer.ipynb",
-                           "solutions/12_representations.ipynb", "solutions/13_your_own_gpt.ipynb")
+                           "solutions/12_representations.ipynb", "solutions/13_your_own_gpt.ipynb",
+                           "solutions/14_heads_in_the_wild.ipynb")
 
 
 def notebooks_at_threads(notebooks, threads=(1, 2, 4), timeout: int = 900) -> dict:
@@ -75,7 +78,8 @@ def notebooks_at_threads(notebooks, threads=(1, 2, 4), timeout: int = 900) -> di
 
 
 def test_the_list_names_every_notebook_that_trains():
-    words = ("fit(", "train_reference_model(", "load_reference_model(", ".step()", "_experiment(", "train_text_model(")
+    words = ("fit(", "train_reference_model(", "load_reference_model(", ".step()", "_experiment(", "train_text_model(",
+             "plain_model(", "repeats_model_trained(")
     found = [*sorted((ROOT / "notebooks").glob("**/*.ipynb")), *sorted((ROOT / "solutions").glob("*.ipynb"))]
     trains = [p.relative_to(ROOT).as_posix() for p in found
               if ".ipynb_checkpoints" not in p.parts and any(word in p.read_text() for word in words)]

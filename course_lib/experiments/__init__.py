@@ -10,6 +10,9 @@
     records               reading the many-seed records in course_lib/data/ (lessons 10, 12)
     speed, recall         why transformers are fast: chains, matched models, timings, races; a far-back recall task (lesson 10)
     digits, probes        real pixels for a vision transformer; reading information out of vectors (11-12)
+    text, text_model      real text (torch/nn's source), tokenizers, lesson 13's GPT and its recipe (lesson 13)
+    generation            sampling and the key-value cache (lesson 13)
+    text_heads            heads in the GPTs on real text: scores against ground truth, silencing, the record (lesson 14)
 """
 
 from course_lib.threads import apply_thread_policy

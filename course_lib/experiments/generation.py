@@ -60,7 +60,8 @@ def _run_with_cache(model: TransformerLM, ids: torch.Tensor, caches: list) -> to
             layer_cache[:] = [k, v]
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(n))  # (B, H, n, d_head)
         x = x + attention.out_proj(merge_heads(heads))  # (B, n, D)
-        x = x + block.mlp(block.ln2(x))
+        if block.mlp is not None:  # an attention-only model (lesson 14) has none
+            x = x + block.mlp(block.ln2(x))
     return model.head(model.stack.ln_f(x[:, -1]))  # (B, vocab)
 
 

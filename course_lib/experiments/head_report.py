@@ -126,3 +126,75 @@ def head_report(model: torch.nn.Module, sentences: list[Sentence], vocab: Vocabu
                       accuracy=agreement_accuracy(model, sentences, vocab),
                       ablated_accuracy=ablated.cpu().double().numpy(),
                       n_sentences=len(sentences), baselines=subject_baselines(sentences, reference))
+
+
+@dataclass(frozen=True, eq=False)
+class HeadScores:
+    """Every head's scores on relations of your choice, each ``(layers, heads)``: the head report of a model that
+    reads real text (lesson 14; ``course_lib.experiments.text_heads.text_head_report`` makes one).
+
+    ``scores`` maps a label (``"previous token"``) to its ``(layers, heads)`` array; ``notes`` are lines printed under
+    the table (the baselines each score must beat). ``best(label)``, ``table()`` and ``plot()`` work as
+    ``HeadReport``'s do.
+    """
+
+    scores: dict
+    notes: tuple = ()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(np.asarray(next(iter(self.scores.values()))).shape)
+
+    def best(self, label: str, layer: int | None = None) -> tuple[int, int]:
+        """``(layer, head)`` with the highest score ``label`` (one of ``scores``), within ``layer`` if given."""
+        if label not in self.scores:
+            raise ValueError(f"label must be one of {list(self.scores)}, got {label!r}")
+        values = np.asarray(self.scores[label], dtype=float)
+        if layer is not None:
+            return int(layer), int(np.argmax(values[layer]))
+        found_layer, head = np.unravel_index(int(np.argmax(values)), values.shape)
+        return int(found_layer), int(head)
+
+    def table(self) -> str:
+        """A fixed-width text table, one row per head, numbers rounded to 2 decimals, then the notes."""
+        width = max(14, *(len(label) + 1 for label in self.scores))
+        lines = [f"{'layer':>5} {'head':>4}" + "".join(f" {label:>{width}}" for label in self.scores)]
+        layers, heads = self.shape
+        for layer in range(layers):
+            for head in range(heads):
+                lines.append(f"{layer:>5} {head:>4}" + "".join(
+                    f" {_r2(np.asarray(values)[layer, head]):>{width}}" for values in self.scores.values()))
+        return "\n".join([*lines, *self.notes])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    def plot(self, fig=None):
+        """One heatmap (layers x heads) per score, two to a row so that they fit a notebook column. Returns the axes."""
+        import matplotlib.pyplot as plt  # a report is meant for display, so pyplot is wanted here
+
+        layers, heads = self.shape
+        rows = (len(self.scores) + 1) // 2
+        if fig is None:
+            fig = plt.figure(figsize=(9.0, rows * (0.9 * layers + 1.4)), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(rows, 2)).ravel()
+        for ax in axes[len(self.scores):]:
+            ax.set_visible(False)
+        for ax, (label, values) in zip(axes, self.scores.items()):
+            values = np.asarray(values, dtype=float)
+            vmax = max(0.05, float(values.max()))
+            image = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax)
+            for layer in range(layers):
+                for head in range(heads):
+                    ax.text(head, layer, _r2(values[layer, head]), ha="center", va="center", fontsize=9,
+                            color="white" if values[layer, head] > 0.6 * vmax else "black")
+            ax.set_xticks(range(heads))
+            ax.set_yticks(range(layers))
+            ax.set_xlabel("head")
+            ax.set_ylabel("layer")
+            ax.set_title(label)
+            fig.colorbar(image, cax=ax.inset_axes((1.04, 0.0, 0.06, 1.0)))
+        return axes[:len(self.scores)]

@@ -26,6 +26,7 @@ class TransformerConfig:
     a ValueError for one out of range).
 
     ``residual`` and ``norm`` exist to measure what each part is for (lesson 07); a real model keeps both on.
+    ``mlp=False`` leaves each block's MLP out: an attention-only model, the kind lesson 14 trains to find induction heads.
     """
 
     d_model: int  # features per position
@@ -35,6 +36,7 @@ class TransformerConfig:
     dropout: float = 0.0
     residual: bool = True  # False drops the skip connections: x = attention(ln1(x)), then x = mlp(ln2(x))
     norm: bool = True  # False puts nn.Identity() where each LayerNorm stands
+    mlp: bool = True  # False: no MLP (nor its LayerNorm) in any block; x = x + attention(ln1(x)) only
 
     def __post_init__(self):
         self.d_model, self.n_heads = require_heads(self.d_model, self.n_heads)
@@ -44,12 +46,13 @@ class TransformerConfig:
         self.dropout = require_number(self.dropout, "dropout", minimum=0, below=1)
         self.residual = require_flag(self.residual, "residual")
         self.norm = require_flag(self.norm, "norm")
+        self.mlp = require_flag(self.mlp, "mlp")
 
 
 def block_config(d_model: int, n_heads: int, d_ff: int | None = None, dropout: float = 0.0, residual: bool = True,
-                 norm: bool = True) -> TransformerConfig:
+                 norm: bool = True, mlp: bool = True) -> TransformerConfig:
     """``TransformerBlock``'s arguments, in its own order (d_ff third: one block has no n_layers), as a config."""
-    return TransformerConfig(d_model, n_heads, d_ff=d_ff, dropout=dropout, residual=residual, norm=norm)
+    return TransformerConfig(d_model, n_heads, d_ff=d_ff, dropout=dropout, residual=residual, norm=norm, mlp=mlp)
 
 
 class MLP(nn.Module):
@@ -77,7 +80,7 @@ class TransformerBlock(nn.Module):
     """One pre-LayerNorm block: ``(batch, time, d_model)`` -> ``(batch, time, d_model)``.
 
     ``TransformerBlock(config)`` or ``TransformerBlock(d_model, n_heads, d_ff=None, dropout=0.0, residual=True,
-    norm=True)``: see ``TransformerConfig``.
+    norm=True, mlp=True)``: see ``TransformerConfig``.
 
     ``forward(x, mask=None, return_attention=False)``; mask as in ``MultiHeadAttention`` (True = may
     attend). With ``return_attention=True`` it returns ``(x, weights (batch, heads, query, key))``.
@@ -90,12 +93,14 @@ class TransformerBlock(nn.Module):
         self.residual, self.norm = config.residual, config.norm
         self.ln1 = layer_norm_or_identity(config.d_model, config.norm)
         self.attn = MultiHeadAttention(config.d_model, config.n_heads, dropout=config.dropout)
-        self.ln2 = layer_norm_or_identity(config.d_model, config.norm)
-        self.mlp = MLP(config.d_model, config.d_ff, config.dropout)
+        # an attention-only block (mlp=False) has neither: its state_dict holds only what it uses
+        self.ln2 = layer_norm_or_identity(config.d_model, config.norm) if config.mlp else None
+        self.mlp = MLP(config.d_model, config.d_ff, config.dropout) if config.mlp else None
         self.drop = nn.Dropout(config.dropout)
 
     def extra_repr(self) -> str:
         switched_off = [name for name in ("residual", "norm") if not getattr(self, name)]
+        switched_off += [] if self.config.mlp else ["mlp"]
         return ", ".join(f"{name}=False" for name in switched_off)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False, *,
@@ -106,10 +111,12 @@ class TransformerBlock(nn.Module):
         attended, weights = self.attn(self.ln1(x), mask, need_weights=return_attention, check=False)  # (B, T, D)
         if self.residual:
             x = x + self.drop(attended)
-            x = x + self.mlp(self.ln2(x))
+            if self.mlp is not None:
+                x = x + self.mlp(self.ln2(x))
         else:
             x = self.drop(attended)
-            x = self.mlp(self.ln2(x))
+            if self.mlp is not None:
+                x = self.mlp(self.ln2(x))
         return (x, weights) if return_attention else x  # x (B, T, D), weights (B, H, T, T)
 
     @classmethod
@@ -148,7 +155,7 @@ class TransformerStack(nn.Module):
     """``n_layers`` blocks and a final LayerNorm: ``(batch, time, d_model)`` -> same shape.
 
     ``TransformerStack(config)`` or ``TransformerStack(d_model, n_heads, n_layers, d_ff=None, dropout=0.0,
-    residual=True, norm=True)``: see ``TransformerConfig``. ``residual`` and ``norm`` go to every block;
+    residual=True, norm=True, mlp=True)``: see ``TransformerConfig``. ``residual``, ``norm`` and ``mlp`` go to every block;
     ``norm=False`` also replaces the final LayerNorm by ``nn.Identity()``.
 
     With ``return_attention=True`` also returns a list of per-layer weights ``(batch, heads, query, key)``.

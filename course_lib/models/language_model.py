@@ -37,26 +37,27 @@ class LMConfig:
     dropout: float = 0.0
     positions: str = "learned"  # or "sinusoidal" (lesson 06)
     mask: str = "causal"  # or "all" or "self": lesson 08's broken variants
+    mlp: bool = True  # False: attention-only blocks (lesson 14)
 
     def __post_init__(self):
         self.vocab_size = require_int(self.vocab_size, "vocab_size", minimum=1)
         blocks = self.transformer()  # the blocks' own checks, the same at every level
-        self.d_model, self.n_heads, self.n_layers, self.d_ff, self.dropout = (
-            blocks.d_model, blocks.n_heads, blocks.n_layers, blocks.d_ff, blocks.dropout)
+        self.d_model, self.n_heads, self.n_layers, self.d_ff, self.dropout, self.mlp = (
+            blocks.d_model, blocks.n_heads, blocks.n_layers, blocks.d_ff, blocks.dropout, blocks.mlp)
         self.max_len = require_int(self.max_len, "max_len", minimum=1)
         self.positions = require_choice(self.positions, "positions", POSITIONS)
         self.mask = require_choice(self.mask, "mask", MASKS)
 
     def transformer(self) -> TransformerConfig:
         """The settings of the model's ``TransformerStack``."""
-        return TransformerConfig(self.d_model, self.n_heads, self.n_layers, self.d_ff, self.dropout)
+        return TransformerConfig(self.d_model, self.n_heads, self.n_layers, self.d_ff, self.dropout, mlp=self.mlp)
 
 
 class TransformerLM(nn.Module):
     """Token embedding + positions -> ``n_layers`` causal blocks -> logits over the vocabulary.
 
     ``TransformerLM(config)`` or ``TransformerLM(vocab_size, d_model, n_heads, n_layers, max_len, d_ff=None,
-    dropout=0.0, positions="learned", mask="causal")``: see ``LMConfig``.
+    dropout=0.0, positions="learned", mask="causal", mlp=True)``: see ``LMConfig``.
 
     ``forward(ids, return_attention=False)``: ids ``(batch, time)`` long, time <= max_len.
     Returns logits ``(batch, time, vocab)``, or ``(logits, [per-layer (batch, heads, query, key)])``

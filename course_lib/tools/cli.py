@@ -72,11 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(module="bench", parser=bench)
 
     summary = ("measure many seeds at several thread counts and keep the result as the record a lesson reads "
-               "(record reference-seeds | same-steps | recall-race | probes | exercise-runs | text-gpt)")
+               "(record reference-seeds | same-steps | recall-race | probes | exercise-runs | text-gpt | text-heads)")
     record = commands.add_parser("record", help=summary, description=summary,
                                  epilog="Writes course_lib/data/<record>.json unless --dry-run. Exits 1 when a run "
                                         "misses its targets (the record is kept all the same: it says what happened).")
-    record.add_argument("what", choices=("reference-seeds", "same-steps", "recall-race", "probes", "exercise-runs", "text-gpt"),
+    record.add_argument("what", choices=("reference-seeds", "same-steps", "recall-race", "probes", "exercise-runs", "text-gpt",
+                                         "text-heads"),
                         help="reference-seeds: the reference model, which lesson 09 reads (about 25 minutes); "
                              "same-steps: lesson 10's 300-step GRU-against-transformer comparison (about 30 s a run); "
                              "recall-race: lesson 10's race to recall a far-back token at equal cost, 16 and 64 tokens "
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "exercise-runs: the experiments of exercises 07-2, 10-2, 11-1 and 12-1 with their right "
                              "answers (about 30 s a run); "
                              "text-gpt: lesson 13's GPT on real text, characters and byte pairs as tokens (about 35 s a "
+                             "run at 1 thread); "
+                             "text-heads: lesson 14's two models on real text and every head's scores (about 50 s a "
                              "run at 1 thread)")
     record.add_argument("--seeds", type=positive_int, default=10, metavar="N", help="seeds 0..N-1 (default 10)")
     record.add_argument("--thread-counts", type=thread_counts, default=(1, 2, 4), metavar="1,2,4",

@@ -1,5 +1,5 @@
-"""``python -m course_lib record {reference-seeds,same-steps,recall-race,probes,exercise-runs,text-gpt}``: the
-records lessons 09, 10, 12, 13 and the experiment exercises read.
+"""``python -m course_lib record {reference-seeds,same-steps,recall-race,probes,exercise-runs,text-gpt,text-heads}``:
+the records lessons 09, 10, 12, 13, 14 and the experiment exercises read.
 
 A lesson shows one run; a record says what many did. ``reference-seeds`` trains the reference model
 (``course_lib.experiments.reference``) for seeds 0..N-1 at each thread count (a different count adds floats in
@@ -18,6 +18,9 @@ and keeps it in ``course_lib/data/lesson10_recall_race.json``.
 ``text-gpt`` trains lesson 13's GPT on real text twice, characters and byte pairs as tokens
 (``course_lib.experiments.text_model.text_gpt_run``; about 30 minutes) and keeps it in
 ``course_lib/data/lesson13_text_gpt.json``.
+``text-heads`` trains lesson 14's two models, lesson 13's GPT on plain text and the attention-only GPT on text that
+repeats, and scores every head (``course_lib.experiments.text_heads.heads_run``; about 50 s a run at 1 thread) into
+``course_lib/data/lesson14_heads.json``.
 ``--dry-run`` measures and prints without writing.
 
 This command is the only code that writes into ``course_lib/data/``. A record is JSON: the settings it was
@@ -43,6 +46,7 @@ from course_lib.experiments.changes import (EXERCISE_RUN_SETTINGS, EXERCISE_RUN_
                                             patch_shuffle_experiment, reach_experiment, residual_experiment,
                                             unseen_digits_experiment)
 from course_lib.experiments.text_model import RECORD_SETTINGS, RECORD_THRESHOLDS, RECORDED_TEXT_GPT, text_gpt_runs
+from course_lib.experiments import text_heads
 from course_lib.tools.bench import failures, missed_targets, reference_figures
 
 # Every run of a matrix must meet the reference's own targets; lesson 10's thresholds must hold in every run.
@@ -54,6 +58,7 @@ PROBES_TARGETS = {"probes.failed": 0}  # lesson 12: every claim of probe_claims 
 RECALL_RACE_TARGETS = {"recall_race.failed": 0}  # lesson 10's race: every threshold in every run
 EXERCISE_RUNS_TARGETS = {"exercise_runs.failed": 0}  # the experiment exercises: every threshold in every run
 TEXT_GPT_TARGETS = {"text_gpt.failed": 0}  # lesson 13: every threshold in every run
+TEXT_HEADS_TARGETS = {"text_heads.failed": 0}  # lesson 14: every claim in every run
 
 
 def at_every_thread_count(run: Callable[[int], dict], seeds, threads) -> list[dict]:
@@ -146,6 +151,31 @@ def format_text_gpt(s: dict) -> str:
                 f"{r['characters']['seconds'] + r['bpe']['seconds']:.0f} s; exercise 13-4, context "
                 + ", ".join(f"{c}: {b:.3f}" for c, b in r["context"]["bits_per_character"].items())
                 + ("" if r["holds"] else "  <- a threshold missed") for r in s["runs"])
+    return "\n".join(rows)
+
+
+def run_text_heads(seeds=range(10), threads=(1, 2, 4)) -> dict:
+    """Lesson 14's two models and every head's scores for every seed at every thread count; every claim of
+    ``heads_claims`` must hold in every run. Returns ``{"runs": [...], "count", "failed"}``."""
+    corpus = text_heads.load_corpus()
+    measured = text_heads.measurement_set(corpus)
+    runs = at_every_thread_count(lambda seed: text_heads.heads_run(seed, corpus, measured), seeds, threads)
+    return {"runs": runs, "count": len(runs), "failed": sum(not r["holds"] for r in runs)}
+
+
+def format_text_heads(s: dict) -> str:
+    rows = [f"lesson 14, heads in GPTs on torch/nn's source: every claim held in {s['count'] - s['failed']} of "
+            f"{s['count']} runs"]
+    for r in s["runs"]:
+        plain, repeats = r["plain"], r["repeats"]
+        best = lambda scores, layer: max(scores[layer])
+        rows.append(f"  seed {r['seed']}, {r['threads']} thread(s): plain model: previous token "
+                    f"{best(plain['previous_token'], 0):.2f}, induction {max(map(max, plain['induction']['32'])):.2f}, "
+                    f"bracket {best(plain['bracket'], 1):.2f} (best offset {r['baselines']['bracket']['best_offset']:.2f}); "
+                    f"repeats model: induction {best(repeats['induction']['32'], 1):.2f}, formed at step "
+                    f"{text_heads.formed_at(repeats['formation'])}, later copies {repeats['copies']['32']['later']:.2f} "
+                    f"nats against {repeats['copies']['32']['first']:.2f}; {plain['seconds'] + repeats['seconds']:.0f} s"
+                    + "".join(f"\n    missed: {claim}" for claim, held in r["claims"].items() if not held))
     return "\n".join(rows)
 
 
@@ -307,6 +337,15 @@ def record_text_gpt(runs: Sequence[Mapping], path: Path | None = None) -> Path:
     return write_record(path, settings, "python -m course_lib record text-gpt", merged_runs(path, settings, runs))
 
 
+def record_text_heads(runs: Sequence[Mapping], path: Path | None = None) -> Path:
+    """Keep ``heads_run`` results as the course's record, which lesson 14 reads (runs of the same seed and thread
+    count already there are replaced; the others kept when recorded with the same settings, thresholds and torch
+    version)."""
+    path = text_heads.RECORDED_HEADS if path is None else Path(path)
+    settings = {"settings": text_heads.RECORD_SETTINGS, "thresholds": text_heads.RECORD_THRESHOLDS}
+    return write_record(path, settings, "python -m course_lib record text-heads", merged_runs(path, settings, runs))
+
+
 def run(args) -> int:
     """Run ``record`` as parsed by ``python -m course_lib``: 0 when every run met its targets, 1 otherwise."""
     seeds = range(args.seeds)
@@ -325,6 +364,11 @@ def run(args) -> int:
         targets, table = EXERCISE_RUNS_TARGETS, format_exercise_runs(results["exercise_runs"])
         if not args.dry_run:
             results["recorded_to"] = str(record_exercise_runs(results["exercise_runs"]["runs"]))
+    elif args.what == "text-heads":
+        results = {"text_heads": run_text_heads(seeds, args.thread_counts)}
+        targets, table = TEXT_HEADS_TARGETS, format_text_heads(results["text_heads"])
+        if not args.dry_run:
+            results["recorded_to"] = str(record_text_heads(results["text_heads"]["runs"]))
     elif args.what == "text-gpt":
         results = {"text_gpt": run_text_gpt(seeds, args.thread_counts)}
         targets, table = TEXT_GPT_TARGETS, format_text_gpt(results["text_gpt"])
