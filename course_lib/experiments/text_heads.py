@@ -549,7 +549,7 @@ def record_summary(runs: list[dict]) -> dict:
 
     def span(values):
         values = list(values)
-        return min(values), max(values)
+        return (min(values), max(values)) if values else None
 
     later = lambda r, model: r[model]["copies"][period]["later"]
     return {
