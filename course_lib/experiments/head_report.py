@@ -23,6 +23,24 @@ def _r2(x: float) -> str:
     return f"{round(float(x), 2) + 0.0:.2f}"
 
 
+def _heatmap_panel(fig, ax, values: np.ndarray, title: str, cmap: str, vmin: float, vmax: float) -> None:
+    """One score as a heatmap (layers x heads) on ``ax``, each head's value written in its square, with a colour bar
+    as tall as the heatmap itself (an inset of the axes, whose box fits the image)."""
+    layers, heads = values.shape
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
+    for layer in range(layers):
+        for head in range(heads):
+            dark = values[layer, head] > vmin + 0.6 * (vmax - vmin)
+            ax.text(head, layer, _r2(values[layer, head]), ha="center", va="center", fontsize=9,
+                    color="white" if dark else "black")
+    ax.set_xticks(range(heads))
+    ax.set_yticks(range(layers))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    fig.colorbar(image, cax=ax.inset_axes((1.04, 0.0, 0.06, 1.0)))
+
+
 @dataclass(frozen=True, eq=False)
 class HeadReport:
     """Scores of every head, each ``(layers, heads)``.
@@ -91,20 +109,7 @@ class HeadReport:
         panels = [("previous_token", "Blues", (0, 1)), ("neighbour", "Blues", (0, 1)), ("verb_to_subject", "Blues", (0, 1)),
                   ("accuracy_drop", "Reds", (0, max(0.05, float(self.accuracy_drop.max()))))]
         for ax, (name, cmap, (vmin, vmax)) in zip(axes, panels):
-            values = getattr(self, name)
-            image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax)
-            for layer in range(layers):
-                for head in range(heads):
-                    dark = values[layer, head] > vmin + 0.6 * (vmax - vmin)
-                    ax.text(head, layer, _r2(values[layer, head]), ha="center", va="center", fontsize=9,
-                            color="white" if dark else "black")
-            ax.set_xticks(range(heads))
-            ax.set_yticks(range(layers))
-            ax.set_xlabel("head")
-            ax.set_ylabel("layer")
-            ax.set_title(SCORES[name])
-            # A colour bar as tall as the heatmap itself: an inset of the axes, whose box fits the image.
-            fig.colorbar(image, cax=ax.inset_axes((1.04, 0.0, 0.06, 1.0)))
+            _heatmap_panel(fig, ax, getattr(self, name), SCORES[name], cmap, vmin, vmax)
         return axes
 
 
@@ -185,16 +190,5 @@ class HeadScores:
             ax.set_visible(False)
         for ax, (label, values) in zip(axes, self.scores.items()):
             values = np.asarray(values, dtype=float)
-            vmax = max(0.05, float(values.max()))
-            image = ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax)
-            for layer in range(layers):
-                for head in range(heads):
-                    ax.text(head, layer, _r2(values[layer, head]), ha="center", va="center", fontsize=9,
-                            color="white" if values[layer, head] > 0.6 * vmax else "black")
-            ax.set_xticks(range(heads))
-            ax.set_yticks(range(layers))
-            ax.set_xlabel("head")
-            ax.set_ylabel("layer")
-            ax.set_title(label)
-            fig.colorbar(image, cax=ax.inset_axes((1.04, 0.0, 0.06, 1.0)))
+            _heatmap_panel(fig, ax, values, label, "Blues", 0, max(0.05, float(values.max())))
         return axes[:len(self.scores)]
