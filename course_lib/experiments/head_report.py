@@ -41,8 +41,18 @@ def _heatmap_panel(fig, ax, values: np.ndarray, title: str, cmap: str, vmin: flo
     fig.colorbar(image, cax=ax.inset_axes((1.04, 0.0, 0.06, 1.0)))
 
 
-@dataclass(frozen=True, eq=False)
-class HeadReport:
+class _ShownAsTable:
+    """A report that prints, and shows in a notebook, as its ``table()``."""
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+@dataclass(frozen=True, eq=False, repr=False)  # repr: the table (_ShownAsTable)
+class HeadReport(_ShownAsTable):
     """Scores of every head, each ``(layers, heads)``.
 
     previous_token: mean weight from each position to the one before it, over every position.
@@ -92,12 +102,6 @@ class HeadReport:
                      ", ".join(f"{BASELINES[k]} {_r2(v)}" for k, v in self.baselines.items()))
         return "\n".join(lines)
 
-    def __str__(self) -> str:
-        return self.table()
-
-    def __repr__(self) -> str:
-        return self.table()
-
     def plot(self, fig=None):
         """Four heatmaps (layers x heads): the three attention scores and the accuracy drop. Returns the axes."""
         import matplotlib.pyplot as plt  # a report is meant for display, so pyplot is wanted here
@@ -133,8 +137,8 @@ def head_report(model: torch.nn.Module, sentences: list[Sentence], vocab: Vocabu
                       n_sentences=len(sentences), baselines=subject_baselines(sentences, reference))
 
 
-@dataclass(frozen=True, eq=False)
-class HeadScores:
+@dataclass(frozen=True, eq=False, repr=False)  # repr: the table (_ShownAsTable)
+class HeadScores(_ShownAsTable):
     """Every head's scores on relations of your choice, each ``(layers, heads)``: the head report of a model that
     reads real text (lesson 14; ``course_lib.experiments.text_heads.text_head_report`` makes one).
 
@@ -170,12 +174,6 @@ class HeadScores:
                 lines.append(f"{layer:>5} {head:>4}" + "".join(
                     f" {_r2(np.asarray(values)[layer, head]):>{width}}" for values in self.scores.values()))
         return "\n".join([*lines, *self.notes])
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def __repr__(self) -> str:
-        return self.table()
 
     def plot(self, fig=None):
         """One heatmap (layers x heads) per score, two to a row so that they fit a notebook column. Returns the axes."""
