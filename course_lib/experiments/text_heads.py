@@ -125,16 +125,28 @@ def relation_score(weights: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def silenced_loss(model: torch.nn.Module, ids: torch.Tensor, heads) -> float:
-    """The reference of exercise 14-3: the mean loss (nats per token) of the language model ``model`` predicting each
-    next token of ``ids`` ``(batch, T)`` with the heads of ``heads`` (``(layer, head)`` pairs) silenced."""
+def _silenced_forward(model: torch.nn.Module, ids: torch.Tensor, silence, attention: bool = False):
+    """``(logits (batch, T, vocab), record)``: ``model`` in eval mode on ``ids`` with the heads of ``silence`` silenced
+    (``record.attention`` holds the weights when ``attention``); the model's mode is restored afterwards."""
     was_training = model.training
     model.eval()
     try:
-        with capture(model, attention=False, silence=list(heads)):
+        with capture(model, attention=attention, silence=list(silence)) as record:
             logits = model(ids)  # (B, T, vocab)
     finally:
         model.train(was_training)
+    return logits, record
+
+
+def _token_losses(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The loss in nats of predicting each next token: ``(batch, T - 1)``, column t for token t + 1."""
+    return F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+
+
+def silenced_loss(model: torch.nn.Module, ids: torch.Tensor, heads) -> float:
+    """The reference of exercise 14-3: the mean loss (nats per token) of the language model ``model`` predicting each
+    next token of ``ids`` ``(batch, T)`` with the heads of ``heads`` (``(layer, head)`` pairs) silenced."""
+    logits, _ = _silenced_forward(model, ids, heads)
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)).item()
 
 
@@ -190,7 +202,7 @@ def relation_targets(corpus: Corpus | None = None) -> dict[str, torch.Tensor]:
     texts = dict(corpus_files())
     joined = {}
     for i, path in enumerate(corpus.validation_files):
-        base = sum(len(texts[p]) + len(FILE_SEPARATOR) for p in corpus.validation_files[:i])
+        base = len(joined.get("bracket", []))  # where this file starts in the joined text
         for name, values in _relation_targets_of_file(texts[path]).items():
             if name in RELATIONS:
                 values = [j + base if j >= 0 else -1 for j in values]
@@ -288,19 +300,11 @@ def repeat_test(train_ids: torch.Tensor, vocab_size: int, context: int = HEADS_G
             for period in PERIODS}
 
 
-@torch.no_grad()
 def attention_and_loss(model: TransformerLM, ids: torch.Tensor, silence=()) -> tuple[torch.Tensor, torch.Tensor]:
     """``(weights (batch, layers, heads, T, T), loss (batch, T - 1))``: the model's attention on ``ids`` ``(batch,
     T)`` and its loss in nats on each next token, with the heads of ``silence`` (``(layer, head)`` pairs) silenced."""
-    was_training = model.training
-    model.eval()
-    try:
-        with capture(model, silence=list(silence)) as record:
-            logits = model(ids)  # (B, T, vocab)
-    finally:
-        model.train(was_training)
-    loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")  # (B, T - 1)
-    return record.attention, loss
+    logits, record = _silenced_forward(model, ids, silence, attention=True)
+    return record.attention, _token_losses(logits, ids)
 
 
 def copy_losses(loss: torch.Tensor, period: int) -> dict:
@@ -352,6 +356,11 @@ def head_facts(model: TransformerLM, test: dict[int, torch.Tensor], text_windows
     return facts
 
 
+def best_score(scores: list, layer: int | None = None) -> float:
+    """The highest score in a ``(layers, heads)`` list, within ``layer`` if given."""
+    return max(max(row) for row in (scores if layer is None else [scores[layer]]))
+
+
 def best_head(scores: list, layer: int | None = None) -> tuple[int, int]:
     """``(layer, head)`` of the highest score in a ``(layers, heads)`` list, within ``layer`` if given."""
     values = torch.tensor(scores)
@@ -368,7 +377,8 @@ def closing_loss(model: TransformerLM, text_windows: torch.Tensor, closing: torc
     total = {"closing": 0.0, "other": 0.0}
     count = {"closing": 0, "other": 0}
     for start in range(0, len(text_windows), 250):
-        _, loss = attention_and_loss(model, text_windows[start:start + 250], silence)
+        ids = text_windows[start:start + 250]
+        loss = _token_losses(_silenced_forward(model, ids, silence)[0], ids)  # (b, T - 1)
         is_closing = closing[start:start + 250, 1:]
         total["closing"] += loss[is_closing].sum().item()
         total["other"] += loss[~is_closing].sum().item()
@@ -458,7 +468,7 @@ def heads_claims(run: dict, thresholds: dict = HEADS_THRESHOLDS) -> dict:
     """Lesson 14's claims about one run, each True or False."""
     plain, repeats = run["plain"], run["repeats"]
     periods = [str(p) for p in PERIODS]
-    best = lambda scores, layer=None: max(max(row) for row in (scores if layer is None else [scores[layer]]))
+    best = best_score
     later = lambda facts: facts["copies"][str(max(PERIODS))]["later"]
     induction_head = tuple(repeats["induction_head"])
     return {
@@ -545,7 +555,7 @@ def record_summary(runs: list[dict]) -> dict:
     """The recorded runs in numbers the lesson prints: for each figure its ``(lowest, highest)`` over the runs, the
     steps at which the induction heads formed, and how many runs support each claim (and which do not)."""
     period = str(max(PERIODS))
-    best = lambda scores, layer: max(scores[layer])
+    best = best_score
 
     def span(values):
         values = list(values)
@@ -557,9 +567,9 @@ def record_summary(runs: list[dict]) -> dict:
         "plain_previous_token": span(best(r["plain"]["previous_token"], 0) for r in runs),
         "repeats_previous_token": span(best(r["repeats"]["previous_token"], 0) for r in runs),
         "untrained_previous_token": span(best(r["plain"]["untrained"]["previous_token"], 0) for r in runs),
-        "plain_induction": span(max(map(max, r["plain"]["induction"][p])) for r in runs for p in r["plain"]["induction"]),
+        "plain_induction": span(best(r["plain"]["induction"][p]) for r in runs for p in r["plain"]["induction"]),
         "repeats_induction": {p: span(best(r["repeats"]["induction"][p], 1) for r in runs) for p in map(str, PERIODS)},
-        "untrained_induction": span(max(map(max, r["repeats"]["untrained"]["induction"][period])) for r in runs),
+        "untrained_induction": span(best(r["repeats"]["untrained"]["induction"][period]) for r in runs),
         "plain_copies": {"first": span(r["plain"]["copies"][period]["first"] for r in runs),
                          "later": span(later(r, "plain") for r in runs)},
         "repeats_copies": {"first": span(r["repeats"]["copies"][period]["first"] for r in runs),
@@ -571,7 +581,7 @@ def record_summary(runs: list[dict]) -> dict:
         "layer_0_one_silenced": span(v["induction"] for r in runs
                                      for k, v in r["repeats"]["layer_0_silenced"].items() if k != "all"),
         "bracket": span(best(r["plain"]["bracket"], 1) for r in runs),
-        "untrained_bracket": span(max(map(max, r["plain"]["untrained"]["bracket"])) for r in runs),
+        "untrained_bracket": span(best(r["plain"]["untrained"]["bracket"]) for r in runs),
         "bracket_closing_rise": span(r["plain"]["bracket_closing_loss_silenced"]["closing"]
                                      - r["plain"]["bracket_closing_loss"]["closing"] for r in runs),
         "bracket_other_rise": span(r["plain"]["bracket_closing_loss_silenced"]["other"]

@@ -168,9 +168,9 @@ def format_text_heads(s: dict) -> str:
             f"{s['count']} runs"]
     for r in s["runs"]:
         plain, repeats = r["plain"], r["repeats"]
-        best = lambda scores, layer: max(scores[layer])
+        best = text_heads.best_score
         rows.append(f"  seed {r['seed']}, {r['threads']} thread(s): plain model: previous token "
-                    f"{best(plain['previous_token'], 0):.2f}, induction {max(map(max, plain['induction']['32'])):.2f}, "
+                    f"{best(plain['previous_token'], 0):.2f}, induction {best(plain['induction']['32']):.2f}, "
                     f"bracket {best(plain['bracket'], 1):.2f} (best offset {r['baselines']['bracket']['best_offset']:.2f}); "
                     f"repeats model: induction {best(repeats['induction']['32'], 1):.2f}, formed at step "
                     f"{text_heads.formed_at(repeats['formation'])}, later copies {repeats['copies']['32']['later']:.2f} "
